@@ -1,0 +1,1 @@
+"""Everything Optuna: study spec and search space, samplers/pruners, storage, objective."""

@@ -1,0 +1,380 @@
+"""Study files (``studies/<name>.yaml``) -> a validated, typed :class:`StudySpec`.
+
+A study file says how to SEARCH; ``configs/`` describe one run. Everything a user can get
+wrong in a study file is caught here, before any trial starts or any storage row is written,
+as a one-line :class:`~mspe_sweep.errors.UserError` naming the file and the key. Example::
+
+    name: zinc-lr-pe
+    direction: minimize
+    metric: val/mae
+    n_trials: 40            # total finished (COMPLETE + PRUNED) trials of the study
+    fixed: [model=graph_transformer, training.epochs=30]
+    params:
+      training.optimizer.lr: tag(log, interval(1e-4, 3e-3))
+      pe: choice(rwse, multiscale)
+      pe.rwse.steps: {values: 'range(8, 33, 8)', when: {pe: [rwse]}}   # quote inside {}
+
+A bare metric name (``mae``) means ``val/mae`` when that is a known metric.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import Container, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from mspe_sweep.errors import UserError
+from mspe_sweep.sweep import factories
+from mspe_sweep.sweep.factories import ComponentSpec
+from mspe_sweep.sweep.space import (
+    GrammarError,
+    discrete_values,
+    one_line,
+    parse_distribution,
+    parse_when,
+)
+
+DIRECTIONS = ("minimize", "maximize")
+_DEFAULTS: dict[str, Any] = {
+    "description": None, "timeout": None, "seed": 0, "sampler": "tpe", "pruner": "median",
+    "fixed": [], "max_consecutive_failures": 5, "keep_checkpoints": 3,
+}
+_REQUIRED = ("name", "direction", "metric", "n_trials", "params")
+VALID_KEYS = tuple(sorted((*_REQUIRED, *_DEFAULTS)))
+_MISSING = object()
+
+
+def _is_int(value: Any, minimum: int | None = None) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and (minimum is None or value >= minimum)
+
+
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"),
+    "direction": (lambda v: v in DIRECTIONS, " or ".join(DIRECTIONS)),
+    "n_trials": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                        and v > 0), "a number of seconds > 0, or null"),
+    "seed": (_is_int, "an integer"),
+    "description": (lambda v: v is None or isinstance(v, str), "text"),
+    "fixed": (lambda v: isinstance(v, list), "a list of overrides like 'training.epochs=30'"),
+    "max_consecutive_failures": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "keep_checkpoints": (lambda v: _is_int(v, 0), "an integer >= 0"),
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched run-config key.
+
+    Attributes:
+        key: Run-config key or config group, e.g. ``training.optimizer.lr`` or ``pe``.
+        distribution: The Optuna distribution parsed from ``grammar``.
+        when: ``{earlier param key: allowed values}``; empty when unconditional.
+        grammar: The grammar text as written in the study file.
+    """
+
+    key: str
+    distribution: BaseDistribution
+    when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    grammar: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: key, distribution (Optuna's JSON form), grammar and condition."""
+        dist = json.loads(optuna.distributions.distribution_to_json(self.distribution))
+        when = {k: list(v) for k, v in self.when.items()}
+        return {"key": self.key, "distribution": dist, "grammar": self.grammar, "when": when}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study file. See the module docstring for the file format."""
+
+    path: Path
+    name: str
+    direction: str
+    metric: str
+    n_trials: int
+    params: tuple[ParamSpec, ...]
+    fixed: tuple[str, ...] = ()
+    timeout: float | None = None
+    seed: int = 0
+    sampler: ComponentSpec = ComponentSpec("tpe")
+    pruner: ComponentSpec = ComponentSpec("median")
+    description: str | None = None
+    max_consecutive_failures: int = 5
+    keep_checkpoints: int = 3
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """What defines the meaning of the study's trial values (for the identity guard).
+
+        Covers the search space (params, distributions, conditions), the ``fixed`` overrides,
+        metric and direction; not the budget, timeout, sampler or pruner, which a resumed
+        study may change without invalidating its finished trials.
+        """
+        return {
+            "direction": self.direction,
+            "metric": self.metric,
+            "fixed": list(self.fixed),
+            "params": [p.to_dict() for p in self.params],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able data, for logging and MLflow."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(path=str(self.path), sampler=self.sampler.to_dict(), fixed=list(self.fixed),
+                    pruner=self.pruner.to_dict(), params=[p.to_dict() for p in self.params])
+        return data
+
+
+def find_study_file(name: str, studies_dir: Path) -> Path:
+    """Resolves ``study=<name>`` to ``<studies_dir>/<name>.yaml`` (or an existing path).
+
+    Raises:
+        UserError: No such file; the message lists the available studies.
+    """
+    direct = Path(name)
+    if direct.suffix in (".yaml", ".yml") and direct.is_file():
+        return direct
+    candidate = Path(studies_dir) / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    available = sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))
+    raise UserError(f"study {name!r} not found: no {candidate}; available: "
+                    f"{', '.join(available) or '(none)'}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate mapping keys (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read study file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML: {one_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a study file is a mapping with keys {', '.join(VALID_KEYS)}")
+    unknown = sorted(set(map(str, data)) - set(VALID_KEYS))
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: "
+                        f"{', '.join(VALID_KEYS)}")
+    missing = [k for k in _REQUIRED if data.get(k) is None]
+    if missing:
+        raise UserError(f"{path}: missing required key(s) {', '.join(missing)}")
+    return {**_DEFAULTS, **{k: v for k, v in data.items() if v is not None}}
+
+
+def _override_keys(path: Path, key: str, overrides: Sequence[str], strict: bool) -> dict:
+    parser, keys = OverridesParser.create(), {}
+    for text in overrides:
+        try:
+            override = parser.parse_override(str(text))
+        except HydraException as exc:
+            if strict:
+                raise UserError(f"{path}: {key}: cannot parse {text!r}: {one_line(exc)}") from exc
+            continue
+        if strict and override.is_sweep_override():
+            raise UserError(f"{path}: {key}: {text!r} is a search; move it to `params`")
+        if strict and override.key_or_group in keys:
+            raise UserError(f"{path}: {key}: {override.key_or_group!r} is set twice")
+        keys[override.key_or_group] = str(text)
+    return keys
+
+
+def _parse_params(
+    path: Path, raw: Any, groups: Mapping[str, Sequence[str]]
+) -> tuple[ParamSpec, ...]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise UserError(f"{path}: params: must be a non-empty mapping of key -> search")
+    params: dict[str, ParamSpec] = {}
+    for key, entry in raw.items():
+        where = f"{path}: params.{key}"
+        when: Any = None
+        if isinstance(entry, Mapping):
+            if set(entry) - {"values", "when"} or "values" not in entry:
+                raise UserError(f"{where}: a mapping entry takes keys `values` (required) and "
+                                f"`when`, got {sorted(map(str, entry))}; inside {{...}} quote "
+                                "the search: {values: 'range(8, 33, 8)', when: {pe: [rwse]}}")
+            entry, when = entry["values"], entry.get("when")
+        if not isinstance(entry, str):
+            raise UserError(f"{where}: {entry!r} is a plain value, not a search; move "
+                            f"'{key}={entry}' to `fixed`")
+        try:
+            dist = parse_distribution(str(key), entry)
+        except GrammarError as exc:
+            raise UserError(f"{where}: {exc}") from exc
+        if key in groups:
+            options = ", ".join(groups[key])
+            if not isinstance(dist, CategoricalDistribution):
+                raise UserError(f"{where}: a config group is searched with choice(...) of its "
+                                f"options: {options}")
+            bad = [c for c in dist.choices if c not in groups[key]]
+            if bad:
+                raise UserError(f"{where}: no such config group option(s) {bad}; valid: "
+                                f"{options}")
+        try:
+            cond = {} if when is None else parse_when(
+                when, {k: p.distribution for k, p in params.items()})
+        except GrammarError as exc:
+            raise UserError(f"{where}: {exc}") from exc
+        params[key] = ParamSpec(str(key), dist, cond, entry)
+    return tuple(params.values())
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if not isinstance(node, dict):
+        return [prefix.rstrip(".")]
+    return [k for key, child in node.items() for k in _leaf_keys(child, f"{prefix}{key}.")]
+
+
+def _misfit(conf: DictConfig, param: ParamSpec) -> str | None:
+    """Tries the search's values on a copy of a (typed) config; describes the first misfit."""
+    dist = param.distribution
+    values = discrete_values(dist) or [dist.low, dist.high]
+    trial_conf = copy.deepcopy(conf)
+    OmegaConf.set_readonly(trial_conf, False)
+    for value in values[:64]:
+        try:
+            OmegaConf.update(trial_conf, param.key, value, merge=False)
+        except OmegaConfBaseException as exc:
+            reason = one_line(str(exc).splitlines()[0])
+            hint = "; integer keys take choice, range or tag(int, interval(...))" if (
+                "Integer" in reason) else ""
+            return f"searched value {value!r} does not fit the run config's type ({reason}){hint}"
+    return None
+
+
+def _compose(compose: Callable[[list[str]], DictConfig], overrides: list[str], where: str):
+    try:
+        return compose(overrides)
+    except (HydraException, UserError) as exc:
+        raise UserError(f"{where}: cannot compose the run config with {overrides}: "
+                        f"{one_line(exc)}") from exc
+
+
+def _check_keys(
+    path: Path,
+    params: Sequence[ParamSpec],
+    cfg: DictConfig,
+    groups: Mapping[str, Sequence[str]],
+    compose: Callable[[list[str]], DictConfig] | None,
+    base: list[str],
+) -> None:
+    by_key = {p.key: p for p in params}
+    for param in params:
+        where = f"{path}: params.{param.key}"
+        if param.key in groups:
+            continue
+        # A key under a searched group (pe.walk_length under pe) exists only for some of the
+        # group's options: check it in the config composed with each option it can run with.
+        owners = [g for g in groups if param.key.startswith(f"{g}.") and g in by_key]
+        variants = [(f"{g}={o}",) for g in owners if compose is not None
+                    for o in param.when.get(g, by_key[g].distribution.choices)] or [()]
+        for extra in variants:
+            conf = _compose(compose, [*base, *extra], where) if extra else cfg
+            node = OmegaConf.select(conf, param.key, default=_MISSING, throw_on_missing=False)
+            label = f" with {extra[0]}" if extra else ""
+            if node is _MISSING:
+                close = difflib.get_close_matches(param.key, _leaf_keys(conf), n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else "check the spelling"
+                raise UserError(f"{where}: no such key in the composed run config{label}; {hint}")
+            if isinstance(node, Container):
+                raise UserError(f"{where}: names a config section, not a value; valid groups: "
+                                f"{', '.join(groups) or '(none)'}")
+            misfit = _misfit(conf, param)
+            if misfit:
+                raise UserError(f"{where}: {misfit}")
+
+
+def load_study(
+    path: Path,
+    *,
+    cfg: DictConfig | None,
+    groups: Mapping[str, Sequence[str]],
+    known_metrics: Collection[str],
+    cli_overrides: Sequence[str] = (),
+    compose: Callable[[list[str]], DictConfig] | None = None,
+) -> StudySpec:
+    """Reads and validates a study file.
+
+    Args:
+        path: The study file.
+        cfg: The run config composed with ``fixed`` and the command-line run overrides, or
+            ``None`` to have ``compose`` build it (then a bad ``fixed`` entry is a UserError).
+        groups: Config group name -> available option names (``{"pe": ["rwse", ...]}``).
+        known_metrics: Metric names the objective can report (``val/mae``, ...).
+        cli_overrides: Run overrides given on the command line; searched keys must not be set.
+        compose: Optional ``overrides -> DictConfig`` (raising ``HydraException`` on bad
+            overrides); when given, keys under a searched group (``pe.rwse.steps`` with ``pe``
+            searched) are checked in the config composed with each option they can run with.
+
+    Returns:
+        The spec.
+
+    Raises:
+        UserError: Any mistake in the file, as one line naming the file and key.
+    """
+    path = Path(path)
+    data = _read(path)
+    for key, (valid, what) in _CHECKS.items():
+        if not valid(data[key]):
+            raise UserError(f"{path}: {key}: must be {what}, got {data[key]!r}")
+    metric = str(data["metric"])
+    if metric not in known_metrics and f"val/{metric}" in known_metrics:
+        metric = f"val/{metric}"
+    if metric not in known_metrics:
+        raise UserError(f"{path}: metric: unknown {metric!r}; valid: "
+                        f"{', '.join(sorted(known_metrics))}")
+    fixed = tuple(str(x) for x in data["fixed"])
+    fixed_keys = _override_keys(path, "fixed", fixed, strict=True)
+    cli_keys = _override_keys(path, "command line", cli_overrides, strict=False)
+    params = _parse_params(path, data["params"], groups)
+    for param in params:
+        for source, keys in (("`fixed`", fixed_keys), ("the command line", cli_keys)):
+            if param.key in keys:
+                raise UserError(f"{path}: params.{param.key}: also set in {source} "
+                                f"({keys[param.key]!r}); search it or fix it, not both")
+    base = [*fixed, *cli_overrides]
+    if cfg is None:
+        if compose is None:
+            raise TypeError("load_study needs cfg or compose")
+        cfg = _compose(compose, base, f"{path}: fixed")
+    _check_keys(path, params, cfg, groups, compose, base)
+    sampler = ComponentSpec.parse(data["sampler"], f"{path}: sampler")
+    pruner = ComponentSpec.parse(data["pruner"], f"{path}: pruner")
+    factories.build_sampler(sampler, data["seed"], params, where=f"{path}: sampler")
+    factories.build_pruner(pruner, where=f"{path}: pruner")
+    return StudySpec(
+        path=path, name=data["name"], direction=data["direction"], metric=metric,
+        n_trials=data["n_trials"], params=params, fixed=fixed, timeout=data["timeout"],
+        seed=data["seed"], sampler=sampler, pruner=pruner, description=data["description"],
+        max_consecutive_failures=data["max_consecutive_failures"],
+        keep_checkpoints=data["keep_checkpoints"],
+    )
