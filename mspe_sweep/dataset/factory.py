@@ -16,16 +16,22 @@ from mspe_sweep.dataset.zinc_rdkit import load_zinc_rdkit
 
 
 def _zinc(subset: bool) -> Callable[..., LoadedSplits]:
-    def load(root: Path, *, offline_fallback: bool, seed: int) -> LoadedSplits:
+    def load(root: Path, *, offline_fallback: bool, seed: int, sizes: dict) -> LoadedSplits:
         return load_zinc(root, subset=subset, offline_fallback=offline_fallback, seed=seed)
     return load
 
 
-def _zinc_rdkit(root: Path, *, offline_fallback: bool, seed: int, **kw: Any) -> LoadedSplits:
+def _zinc_rdkit(root: Path, *, offline_fallback: bool, seed: int, sizes: dict,
+                **kw: Any) -> LoadedSplits:
     return load_zinc_rdkit(root, seed=seed, **kw)
 
 
-def _synthetic(root: Path, *, offline_fallback: bool, seed: int, **kw: Any) -> LoadedSplits:
+def _synthetic(root: Path, *, offline_fallback: bool, seed: int, sizes: dict,
+               **kw: Any) -> LoadedSplits:
+    if "num_graphs" not in kw and any(sizes.values()):
+        # Generate enough graphs that each 80/10/10 split holds at least its requested size.
+        kw["num_graphs"] = max(64, -(-(sizes["train"] or 0) * 10 // 8),
+                               10 * (sizes["val"] or 0), 10 * (sizes["test"] or 0))
     return make_synthetic(seed=seed, **kw)
 
 
@@ -89,7 +95,7 @@ def get_dataset(
                              f"got {size!r}")
     spec = pe if isinstance(pe, PESpec) or pe is None else PESpec.from_config(pe)
     data_root = resolve_root(root)
-    loaded = loader(data_root, offline_fallback=offline_fallback, seed=seed, **kw)
+    loaded = loader(data_root, offline_fallback=offline_fallback, seed=seed, sizes=sizes, **kw)
     dataset = GraphDataset(loaded, sizes, pe_spec=spec)
     if dataset.pe_spec is not None:
         cache_dir = data_root / "pe_cache" if loaded.persistent else None

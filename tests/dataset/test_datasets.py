@@ -132,3 +132,10 @@ def test_full_offline_set_builds(tmp_path):
     assert 20 < nodes < 24
     ys = torch.cat([d.y for d in ds.get_splits()[0]])
     assert torch.isfinite(ys).all() and ys.std() > 0.5
+
+
+def test_synthetic_generates_enough_graphs_for_the_requested_sizes(tmp_path):
+    ds = get_dataset("synthetic", root=tmp_path, train_size=48, val_size=16, test_size=16)
+    assert [len(split) for split in ds.get_splits()] == [48, 16, 16]
+    small = get_dataset("synthetic", root=tmp_path, train_size=10)
+    assert [len(split) for split in small.get_splits()] == [10, 6, 6]

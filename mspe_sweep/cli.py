@@ -1,0 +1,79 @@
+"""What every `python -m mspe_sweep.<command>` shares: argument handling, logging, exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, Sequence
+
+from mspe_sweep.config import group_options
+from mspe_sweep.errors import UserError
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def groups_help() -> str:
+    """One line per config group with its options, for ``--help`` texts."""
+    return "\n".join(
+        f"  {group}={'|'.join(options)}" for group, options in group_options().items()
+    )
+
+
+def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[str] | None) -> int:
+    """Run an entry point's body on its ``key=value`` arguments and map outcomes to exit codes.
+
+    Args:
+        body: Receives the override strings; raises :class:`UserError` for user mistakes.
+        usage: Printed for ``-h`` / ``--help``.
+        argv: Arguments without the program name; ``None`` means ``sys.argv[1:]``.
+
+    Returns:
+        0 on success, 2 for a user error (printed as one line), 130 when interrupted.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in args):
+        print(usage.rstrip())
+        return EXIT_OK
+    configure_logging()
+    try:
+        flags = [arg for arg in args if arg.startswith("-")]
+        if flags:
+            raise UserError(f"unknown option {flags[0]!r}: arguments are key=value overrides "
+                            "(see --help)")
+        body(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Plain one-line messages on stderr for our loggers; libraries stay at WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("mspe_sweep")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def split_key_value(args: Sequence[str], keys: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Take ``key=value`` arguments for the given keys out of an override list.
+
+    Returns:
+        ``(taken, rest)``: the values of the requested keys, and every other argument in order.
+    """
+    taken: dict[str, str] = {}
+    rest: list[str] = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in keys:
+            taken[key] = value
+        else:
+            rest.append(arg)
+    return taken, rest

@@ -1,0 +1,116 @@
+"""Composing run configs with Hydra, and where everything lives on disk.
+
+Hydra's compose API is used instead of ``@hydra.main`` so that every entry point controls its
+own error messages (one line, no traceback), working directory and output layout, and so the
+sweep driver can compose one config per trial in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mspe_sweep.errors import UserError
+from mspe_sweep.schema import RunConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+STUDIES_DIR = REPO_ROOT / "studies"
+RUN_CONFIG = "train"
+
+
+def mspe_home() -> Path:
+    """The root of all state: ``$MSPE_HOME``, or ``./mspe_home`` (made absolute)."""
+    return Path(os.environ.get("MSPE_HOME") or "mspe_home").expanduser().resolve()
+
+
+if not OmegaConf.has_resolver("mspe_home"):
+    OmegaConf.register_new_resolver("mspe_home", lambda: str(mspe_home()))
+
+
+RUN_GROUPS = ("dataset", "model", "pe", "training")
+DRIVER_GROUPS = ("storage", "tracking")
+
+
+def group_options(groups: Sequence[str] = RUN_GROUPS) -> dict[str, list[str]]:
+    """Config groups and their options, e.g. ``{"pe": ["default", "heat", ...], ...}``."""
+    return {group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")) for group in groups}
+
+
+def compose_run_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose one run's config from ``configs/train.yaml`` and validate it against the schema.
+
+    Args:
+        overrides: Hydra override strings (``pe=rwse``, ``training.epochs=3``).
+
+    Returns:
+        The composed config, typed by :class:`mspe_sweep.schema.RunConfig` and read-only.
+
+    Raises:
+        UserError: an unknown group option or key, a bad override or a wrong value type.
+    """
+    return compose_typed(RUN_CONFIG, overrides, RunConfig)
+
+
+def compose_typed(config_name: str, overrides: Sequence[str], schema: type) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with overrides and type it by a dataclass."""
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+        typed = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        OmegaConf.resolve(typed)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(describe_config_error(exc)) from None
+    OmegaConf.set_readonly(typed, True)
+    return typed
+
+
+def describe_config_error(exc: Exception) -> str:
+    """Turn a Hydra/OmegaConf exception into one line naming the key and what is valid."""
+    key = getattr(exc, "full_key", None)
+    text = str(exc)
+    missing_option = re.search(r"Could not find '([\w/]+)/(\w+)'", text)
+    if missing_option:
+        group, option = missing_option.groups()
+        valid = ", ".join(group_options([group])[group])
+        return f"{group}={option}: no such option in configs/{group}/ (valid: {valid})"
+    not_in_struct = re.search(r"Could not (?:override|append to) '([\w.]+)'", text)
+    if not_in_struct:
+        return f"{not_in_struct.group(1)}: no such key in the config (see configs/)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    noise = ("full_key:", "object_type", "reference_type", "Set ", "See ")
+    lines = [line.split("; reference_type")[0] for line in lines if not line.startswith(noise)]
+    message = "; ".join(lines) or type(exc).__name__
+    if "missing EQUAL" in message:
+        message += " (overrides are key=value, e.g. training.epochs=3)"
+    return f"{key}: {message}" if key else message
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML text (what checkpoints and run directories keep)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def from_yaml(text: str, source: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Read a run config saved by :func:`to_yaml` and re-validate it against the schema.
+
+    Args:
+        text: YAML text.
+        source: Where the text came from, for error messages (e.g. a checkpoint path).
+        overrides: ``key=value`` changes applied on top (e.g. ``dataset.root=/data``).
+    """
+    try:
+        loaded = OmegaConf.create(text)
+        changes = OmegaConf.from_dotlist(list(overrides))
+        typed = OmegaConf.merge(OmegaConf.structured(RunConfig), loaded, changes)
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise UserError(f"{source}: stored config is not a valid run config ({exc})") from None
+    OmegaConf.set_readonly(typed, True)
+    return typed

@@ -1,0 +1,40 @@
+"""`python -m mspe_sweep.run study=<name> [driver keys] [run overrides]`: run an Optuna study.
+
+Running the same command again resumes the study from its storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from mspe_sweep.cli import groups_help, run_command
+from mspe_sweep.config import DRIVER_GROUPS, STUDIES_DIR, group_options
+from mspe_sweep.sweep.driver import StudyResult, run_study
+
+USAGE = f"""\
+usage: python -m mspe_sweep.run study=<name> [driver keys] [run overrides]
+
+Runs (or resumes) the Optuna study studies/<name>.yaml: each trial composes configs/train.yaml
+with the study's fixed overrides, your run overrides and the sampled params, and trains it.
+
+studies: {', '.join(sorted(p.stem for p in STUDIES_DIR.glob('*.yaml')))}
+driver keys:
+  study.n_trials=N  study.timeout=SECONDS  study.seed=N  study.force=true
+  storage={'|'.join(group_options(DRIVER_GROUPS)['storage'])}  storage.url=URL (or $MSPE_STORAGE_URL)
+  tracking={'|'.join(group_options(DRIVER_GROUPS)['tracking'])}  workers=N  trials_per_gpu=K
+run overrides (applied to every trial; a searched key cannot be set):
+{groups_help()}
+  any key, e.g. training.epochs=3 dataset.train_size=500
+examples:
+  python -m mspe_sweep.run study=zinc_quick
+  python -m mspe_sweep.run study=zinc storage=postgres workers=4
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(run_study, USAGE, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""One Optuna trial = one composed run config trained by ``train_from_config``.
+
+Shaped like optuna-examples' ``pytorch_simple.py`` (suggest, build, train, report, return the
+validation value), with crash retry and checkpoint resume as in ``pytorch_checkpoint.py``: a
+retried trial trains in its original trial's directory and continues from its ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mspe_sweep.config import compose_run_config
+from mspe_sweep.pipeline import CONFIG_FILE, TrainResult, train_from_config
+from mspe_sweep.sweep.callbacks import EpochProgress, PruningCallback
+from mspe_sweep.sweep.space import suggest, to_overrides
+from mspe_sweep.sweep.spec import StudySpec
+from mspe_sweep.tracking import Tracker, TrialRun
+from mspe_sweep.training import read_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Trial user attributes (read by the report, the retry logic and the tracking adapter).
+ATTR_OVERRIDES = "overrides"
+ATTR_SEED = "seed"
+ATTR_RUN_DIR = "checkpoint_dir"
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_INTERRUPTED = "interrupted"
+ATTR_MLFLOW_RUN = "mlflow_run_id"
+RETRY_ATTR = "failed_trial"
+
+
+def root_trial_number(trial: optuna.Trial | FrozenTrial) -> int:
+    """The number of the first trial in a retry chain (the trial's own number if not retried).
+
+    Optuna's retry callbacks store it as the system attr ``failed_trial`` on the copy.
+    """
+    if isinstance(trial, FrozenTrial):
+        attrs = trial.system_attrs
+    else:
+        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    return int(attrs.get(RETRY_ATTR, trial.number))
+
+
+def derive_seed(study_seed: int, trial_number: int) -> int:
+    """A per-trial seed from the study seed and the ORIGINAL trial number (stable on retry)."""
+    digest = hashlib.sha256(f"{study_seed}:{trial_number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
+
+
+class Objective:
+    """Callable passed to ``study.optimize``.
+
+    Args:
+        spec: The validated study.
+        run_overrides: Study ``fixed`` overrides then command-line run overrides (later wins).
+        runs_dir: ``$MSPE_HOME/runs/<study>``; trial ``n`` trains in ``trial-<n>/``.
+        tracker: Where each trial is logged (a no-op ``Tracker`` for ``tracking=none``).
+        fingerprint: The dataset fingerprint, tagged on every trial's run.
+    """
+
+    def __init__(self, spec: StudySpec, run_overrides: Sequence[str], runs_dir: Path,
+                 tracker: Tracker | None = None, fingerprint: str = "") -> None:
+        self.spec = spec
+        self.run_overrides = list(run_overrides)
+        self.runs_dir = runs_dir
+        self.tracker = tracker or Tracker()
+        self.fingerprint = fingerprint
+
+    def trial_overrides(self, trial: optuna.Trial) -> list[str]:
+        """The run-config overrides that define this trial (and reproduce it with ``train``)."""
+        sampled = to_overrides(suggest(trial, self.spec))
+        mode = "min" if self.spec.direction == "minimize" else "max"
+        seed = derive_seed(self.spec.seed, root_trial_number(trial))
+        return [*self.run_overrides, *sampled, f"training.seed={seed}",
+                f"training.monitor={self.spec.metric}", f"training.monitor_mode={mode}"]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        root = root_trial_number(trial)
+        run_dir = self.runs_dir / f"trial-{root}"
+        # A retry carries the dead attempt's user attrs (Optuna copies them): read, then reset.
+        retry_of = trial.user_attrs.get(ATTR_MLFLOW_RUN) if root != trial.number else None
+        trial.set_user_attr(ATTR_SEED, derive_seed(self.spec.seed, root))
+        trial.set_user_attr(ATTR_RUN_DIR, str(run_dir))
+        trial.set_user_attr(ATTR_INTERRUPTED, False)
+        trial.set_user_attr(ATTR_FAIL_REASON, None)
+        run = TrialRun()
+        try:
+            overrides = self.trial_overrides(trial)
+            trial.set_user_attr(ATTR_OVERRIDES, overrides)
+            fixed = [o for o in overrides if o.partition("=")[0] not in trial.params]
+            run = self.tracker.start_trial(trial.number, trial.params, fixed, overrides,
+                                           {"mspe.dataset_fingerprint": self.fingerprint},
+                                           retry_of_run_id=retry_of)
+            trial.set_user_attr(ATTR_MLFLOW_RUN, run.run_id)
+            result = self._train(trial, overrides, run_dir, run, resuming=root != trial.number)
+        except optuna.TrialPruned as exc:
+            run.finish("PRUNED", reason=str(exc))
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: last.pt stays; the worker queues a retry that resumes from it.
+            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            run.finish("INTERRUPTED", reason="interrupted; retried on the next run")
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:1000]
+            trial.set_user_attr(ATTR_FAIL_REASON, reason)
+            run.finish("FAIL", reason=reason)
+            raise
+        test_key = "test/" + self.spec.metric.split("/", 1)[-1]
+        for key, value in (("best_epoch", result.best_epoch), ("epochs_run", result.epochs_run),
+                           ("stop_reason", result.stop_reason), ("num_params", result.num_params),
+                           ("test_metric", result.test_metrics.get(test_key)),
+                           ("dataset_fingerprint", result.fingerprint)):
+            trial.set_user_attr(key, value)
+        run.finish("COMPLETE", value=result.best_value, test_metric=result.test_metrics,
+                   best_epoch=result.best_epoch,
+                   artifacts={"config.yaml": run_dir / CONFIG_FILE, "best.pt": run_dir / "best.pt"})
+        return result.best_value
+
+    def _train(self, trial: optuna.Trial, overrides: list[str], run_dir: Path, run: TrialRun,
+               resuming: bool) -> TrainResult:
+        # The sweep prints its own per-epoch lines; the Trainer's display stays off.
+        cfg = compose_run_config([*overrides, "training.progress=false"])
+        pruning = PruningCallback(trial, self.spec.metric)
+        resume_from = run_dir / "last.pt"
+        if resuming and resume_from.is_file():
+            checkpoint = read_checkpoint(resume_from)
+            log.info("trial %d resumes %s from its epoch-%d checkpoint", trial.number,
+                     run_dir.name, checkpoint["epoch"])
+            run.log_history(checkpoint.get("history", {}))
+            pruning.replay(checkpoint.get("history", {}))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned on resume at epoch {checkpoint['epoch']}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            resume_from = None
+        # Logging and progress come before pruning, which may raise at the epoch's end.
+        callbacks = [run.callback(),
+                     EpochProgress(trial.number, self.spec.metric, cfg.training.epochs), pruning]
+        return train_from_config(cfg, run_dir, callbacks=callbacks, resume_from=resume_from)
+
+
+def track_progress(tracker: Tracker, parent_run_id: str | None, study: optuna.Study) -> None:
+    """Keep the study's best-so-far and trial counts on the tracking parent run."""
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    best = {"finished": counts["complete"] + counts["pruned"], "complete": counts["complete"],
+            "pruned": counts["pruned"], "failed": counts["fail"]}
+    if counts["complete"]:
+        best.update(value=study.best_value, trial=study.best_trial.number,
+                    params=study.best_trial.params)
+    tracker.update_study(parent_run_id, best)

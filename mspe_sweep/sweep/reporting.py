@@ -1,0 +1,110 @@
+"""What a study looks like to a person: progress lines, the leaderboard, and disk clean-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mspe_sweep.sweep.objective import ATTR_RUN_DIR, root_trial_number
+
+
+def counts(study: optuna.Study) -> dict[TrialState, int]:
+    result = {state: 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        result[trial.state] += 1
+    return result
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None (Optuna raises when there is none)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    return study.best_trial
+
+
+def budget_done(study: optuna.Study) -> int:
+    """Finished trials: what the budget counts (COMPLETE + PRUNED)."""
+    c = counts(study)
+    return c[TrialState.COMPLETE] + c[TrialState.PRUNED]
+
+
+def budget_line(study: optuna.Study, n_trials: int) -> str:
+    """``3/10 done (1 pruned, 0 failed), best 0.4123 (trial 2)``."""
+    c = counts(study)
+    done = budget_done(study)
+    best = best_trial(study)
+    best_text = f", best {best.value:.4f} (trial {best.number})" if best else ""
+    return (f"{done}/{n_trials} done ({c[TrialState.PRUNED]} pruned, "
+            f"{c[TrialState.FAIL]} failed){best_text}")
+
+
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials, best first."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: t.value, reverse=reverse)
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def leaderboard(study: optuna.Study, metric: str, top: int = 10) -> str:
+    """A plain-text table of the best trials with their params, val and test metric."""
+    rows = ranked(study)[:top]
+    if not rows:
+        return "no COMPLETE trials yet"
+    test_name = "test/" + metric.split("/", 1)[-1]
+    header = ["rank", "trial", metric, test_name, "epoch", "params"]
+    table = [header]
+    for rank, trial in enumerate(rows, 1):
+        test = trial.user_attrs.get("test_metric")
+        params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+        table.append([str(rank), str(trial.number), f"{trial.value:.4f}",
+                      "-" if test is None else f"{test:.4f}",
+                      str(trial.user_attrs.get("best_epoch", "-")), params])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+        for row in table
+    )
+
+
+def summary(study: optuna.Study, metric: str, n_trials: int) -> str:
+    """The end-of-run block: counts, the best trial and how to reproduce it, the leaderboard."""
+    lines = [f"study {study.study_name}: {budget_line(study, n_trials)}"]
+    best = best_trial(study)
+    if best is not None:
+        overrides = " ".join(best.user_attrs.get("overrides", []))
+        lines.append(f"best trial {best.number}: {metric} {best.value:.4f}; reproduce with:")
+        lines.append(f"  python -m mspe_sweep.train {overrides}")
+        if best.user_attrs.get(ATTR_RUN_DIR):
+            lines.append(f"  checkpoints: {best.user_attrs[ATTR_RUN_DIR]}")
+    lines += ["", leaderboard(study, metric)]
+    return "\n".join(lines)
+
+
+def prune_checkpoints(study: optuna.Study, keep: int) -> None:
+    """Delete checkpoints no one needs: only the best ``keep`` COMPLETE trials keep theirs.
+
+    A trial directory belongs to a retry chain (``trial-<first number>``). It is left alone
+    while the chain's latest trial is RUNNING or WAITING, or FAILED with a retry queued.
+    """
+    trials = study.get_trials(deepcopy=False)
+    latest: dict[int, FrozenTrial] = {}
+    for trial in trials:
+        latest[root_trial_number(trial)] = trial
+    keep_dirs = {t.user_attrs.get(ATTR_RUN_DIR) for t in ranked(study)[:keep]}
+    for trial in latest.values():
+        run_dir = trial.user_attrs.get(ATTR_RUN_DIR)
+        if not run_dir or run_dir in keep_dirs:
+            continue
+        if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        for checkpoint in Path(run_dir).glob("*.pt"):
+            checkpoint.unlink(missing_ok=True)
