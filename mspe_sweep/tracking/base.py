@@ -69,5 +69,5 @@ class Tracker:
         """Record the study's best-so-far on the parent run."""
 
     def finish_study(self, parent_run_id: str | None, files: Sequence[Path], *,
-                     status: str = "FINISHED") -> None:
+                     status: str | None = "FINISHED") -> None:
         """Upload plots/CSV under ``plots/`` and end the parent run."""

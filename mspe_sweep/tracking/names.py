@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
 import time
@@ -171,11 +172,14 @@ def _is_number(value: Any) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The checkout's ``HEAD`` commit, or None outside a git checkout (or without git)."""
+    """The checkout's ``HEAD`` commit, else ``$MSPE_GIT_COMMIT`` (set in Docker images, which
+    carry no ``.git``), else None."""
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True,
                               text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     commit = done.stdout.strip()
-    return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+    if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit):
+        return commit
+    return os.environ.get("MSPE_GIT_COMMIT") or None

@@ -216,13 +216,14 @@ class MlflowTracker(Tracker):
                         tags=tags)
 
     def finish_study(self, parent_run_id: str | None, files: Sequence[Path], *,
-                     status: str = "FINISHED") -> None:
+                     status: str | None = "FINISHED") -> None:
         """Upload ``files`` (plots, ``trials.csv``) under ``plots/``; set the parent's status.
 
         Args:
             parent_run_id: The parent run (None: this tracker's).
             files: Local files to upload.
-            status: ``FINISHED``, or ``KILLED`` when the study was interrupted.
+            status: ``FINISHED``, ``KILLED`` when the study was interrupted, or None to leave
+                the parent RUNNING (other drivers are still running trials of the study).
         """
         run_id = parent_run_id or (self.parent_run_id if self.ensure_study() else None)
         if run_id is None:
@@ -230,4 +231,5 @@ class MlflowTracker(Tracker):
         for path in files:
             self.guard.call(f"upload {Path(path).name}", self.client.log_artifact, run_id,
                             str(path), "plots")
-        self.guard.call("end the parent run", self.client.set_terminated, run_id, status)
+        if status is not None:
+            self.guard.call("end the parent run", self.client.set_terminated, run_id, status)
