@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 setup: $(VENV)/.installed
 
+# The main job: the CPU-sized study on offline data (see README). Running it again resumes it.
 run: setup
-	$(PY) -m mspe_sweep.train dataset=zinc_rdkit training=quick
+	$(PY) -m mspe_sweep.run study=zinc_quick
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
 test: setup

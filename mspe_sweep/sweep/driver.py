@@ -212,10 +212,11 @@ def study_result(study: optuna.Study, n_trials: int) -> StudyResult:
 def run_study(args: Sequence[str]) -> StudyResult:
     """Run (or resume) a study until its budget: in this process, or in ``workers`` children."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own per-trial lines
-    # The start-up lines name the data; per-trial data and model lines would only repeat it.
-    for name in ("mspe_sweep.pipeline", "mspe_sweep.training", "mlflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     sweep = open_sweep(args)
+    # The start-up lines name the data; per-trial data, PE-cache and model lines would only
+    # repeat it, once per trial.
+    for name in ("mspe_sweep.pipeline", "mspe_sweep.training", "mspe_sweep.dataset"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     spec, driver, index = sweep.spec, sweep.driver, worker_index()
     if index is None:
         print(startup_lines(sweep, budget_done(sweep.study)), flush=True)
@@ -248,6 +249,7 @@ def open_tracking(sweep: Sweep, publish: bool) -> tuple[Tracker, str | None]:
     """The tracker and the study's parent run (created once; its id kept in the study)."""
     tracking = sweep.driver.tracking
     tracker = build_tracker(tracking.backend, tracking.uri, mspe_home())
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # set after MLflow configured it
     stored = sweep.study.user_attrs.get(ATTR_PARENT_RUN)
     parent = tracker.start_study(sweep.spec.name, stored, sweep.spec.to_dict(),
                                  to_yaml(sweep.base_cfg))
@@ -259,10 +261,16 @@ def open_tracking(sweep: Sweep, publish: bool) -> tuple[Tracker, str | None]:
 
 
 def publish_results(sweep: Sweep, tracker: Tracker, parent: str | None, status: str) -> None:
-    """Plots and the trials CSV in ``runs/<study>/plots/``, and on the parent run."""
+    """Plots and the trials CSV in ``runs/<study>/plots/``, and on the parent run.
+
+    The parent run ends only when no trial is running: with several drivers on one study
+    (machines, or ``docker compose --scale``), the last one to finish ends it.
+    """
     files = write_study_plots(sweep.study, sweep.runs_dir / "plots")
     track_progress(tracker, parent, sweep.study)
-    tracker.finish_study(parent, files, status=status)
+    running = sweep.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    tracker.finish_study(parent, files, status=None if running and status == "FINISHED"
+                         else status)
 
 
 def report_study(args: Sequence[str]) -> str:

@@ -59,8 +59,12 @@ def launch_workers(args: Sequence[str], workers: int, trials_per_gpu: int) -> in
         log.warning("workers=%d > GPUs (%d) x trials_per_gpu (%d): GPUs are shared further",
                     workers, torch.cuda.device_count(), trials_per_gpu)
     procs = []
+    # CPU workers share the cores: oversubscribed intra-op threads spin against each other and
+    # can be 10x slower than one thread each.
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
     for index in range(workers):
         env = {**os.environ, WORKER_ENV: str(index)}
+        env.setdefault("OMP_NUM_THREADS", threads)
         gpu = gpu_for(index, trials_per_gpu)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu

@@ -129,6 +129,7 @@ class Objective:
                resuming: bool) -> TrainResult:
         # The sweep prints its own per-epoch lines; the Trainer's display stays off.
         cfg = compose_run_config([*overrides, "training.progress=false"])
+        trial.set_user_attr("epochs_planned", cfg.training.epochs)
         pruning = PruningCallback(trial, self.spec.metric)
         resume_from = run_dir / "last.pt"
         if resuming and resume_from.is_file():

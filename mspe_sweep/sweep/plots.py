@@ -79,6 +79,7 @@ def _attempt(what: str, write: Callable[[], object]) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. flat axes of one-value params
             write()
     except Exception as exc:  # noqa: BLE001 - a plot must never fail the study
         log.warning("plots: %s skipped: %s: %s", what, type(exc).__name__, exc)

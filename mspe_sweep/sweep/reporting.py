@@ -78,6 +78,9 @@ def leaderboard(study: optuna.Study, metric: str, top: int = 10) -> str:
 def summary(study: optuna.Study, metric: str, n_trials: int) -> str:
     """The end-of-run block: counts, the best trial and how to reproduce it, the leaderboard."""
     lines = [f"study {study.study_name}: {budget_line(study, n_trials)}"]
+    saved = pruning_savings(study)
+    if saved:
+        lines.append(saved)
     best = best_trial(study)
     if best is not None:
         overrides = " ".join(best.user_attrs.get("overrides", []))
@@ -87,6 +90,21 @@ def summary(study: optuna.Study, metric: str, n_trials: int) -> str:
             lines.append(f"  checkpoints: {best.user_attrs[ATTR_RUN_DIR]}")
     lines += ["", leaderboard(study, metric)]
     return "\n".join(lines)
+
+
+def pruning_savings(study: optuna.Study) -> str:
+    """``pruning saved 24 of 48 planned epochs (50%)`` over finished trials, or ''."""
+    planned = run = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                           TrialState.PRUNED)):
+        if "epochs_planned" in trial.user_attrs and "epochs_run" in trial.user_attrs:
+            planned += trial.user_attrs["epochs_planned"]
+            run += trial.user_attrs["epochs_run"]
+    if not planned or planned == run:
+        return ""
+    saved = planned - run
+    return (f"pruning and early stopping saved {saved} of {planned} planned epochs "
+            f"({100 * saved / planned:.0f}%)")
 
 
 def prune_checkpoints(study: optuna.Study, keep: int) -> None:
