@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 # a machine without CUDA and the CUDA build elsewhere (see README, "GPU").
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+MSPE_HOME ?= mspe_home
 
-.PHONY: setup run test test-fast clean
+.PHONY: setup run test test-fast ui clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The MLflow UI on the local store (tracking=local) at http://127.0.0.1:5000.
+ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 --port 5000 \
+	    --backend-store-uri sqlite:///$(abspath $(MSPE_HOME))/mlflow.db
 
 clean:
 	rm -rf $(VENV) .pytest_cache
