@@ -1,22 +1,67 @@
-"""`python -m mspe_sweep.report study=<name> [storage=...]`: a study's leaderboard, read-only."""
+"""`python -m mspe_sweep.report study=<name> [storage=...]`: a study's leaderboard, read-only.
+
+Nothing is trained. Also refreshes the study's plots in ``runs/<study>/plots/`` and, when the
+study has an MLflow parent run, uploads them there.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from mspe_sweep.cli import run_command
-from mspe_sweep.sweep.driver import report_study
+import optuna
+from omegaconf import OmegaConf
+
+from mspe_sweep.cli import run_command, split_key_value
+from mspe_sweep.config import STUDIES_DIR, mspe_home
+from mspe_sweep.errors import UserError
+from mspe_sweep.sweep.driver import ATTR_PARENT_RUN, open_storage, parse_args
+from mspe_sweep.sweep.plots import write_study_plots
+from mspe_sweep.sweep.reporting import leaderboard, summary
+from mspe_sweep.sweep.spec import find_study_file
+from mspe_sweep.sweep.storage import mask_url
+from mspe_sweep.tracking import build_tracker
 
 USAGE = """\
 usage: python -m mspe_sweep.report study=<name> [storage=sqlite|postgres] [storage.url=URL]
-                                   [top=N]
+                                   [tracking=local|server|none] [top=N]
 
-Prints the leaderboard of an existing study from its storage without running anything.
+Prints the leaderboard of an existing study from its storage without running anything, and
+refreshes its plots (runs/<study>/plots/ and the study's MLflow parent run).
 """
 
 
+def report(args: Sequence[str]) -> str:
+    """Print the summary (or the ``top=N`` leaderboard) of an existing study."""
+    opts, args = split_key_value(args, ("top",))
+    driver, rest = parse_args(args)
+    if rest:
+        raise UserError(f"unexpected argument {rest[0]!r} (valid: study=, storage=, "
+                        "storage.url=, tracking=, top=)")
+    path = find_study_file(driver.study.name, STUDIES_DIR)
+    declared = OmegaConf.load(path)
+    name, metric = str(declared.get("name")), str(declared.get("metric", "value"))
+    url, storage = open_storage(driver)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise UserError(f"no study named {name!r} in {mask_url(url)} (run it first: "
+                        f"python -m mspe_sweep.run study={driver.study.name})") from None
+    n_trials = driver.study.n_trials or int(declared.get("n_trials", 0))
+    top = opts.get("top")
+    if top is not None and not top.isdigit():
+        raise UserError(f"top={top}: must be a positive integer")
+    text = leaderboard(study, metric, top=int(top)) if top else summary(study, metric, n_trials)
+    print(text, flush=True)
+    files = write_study_plots(study, mspe_home() / "runs" / name / "plots")
+    parent = study.user_attrs.get(ATTR_PARENT_RUN)
+    if parent and driver.tracking.backend != "none":
+        tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
+        tracker.finish_study(parent, files, status=None)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(report_study, USAGE, argv)
+    return run_command(report, USAGE, argv)
 
 
 if __name__ == "__main__":

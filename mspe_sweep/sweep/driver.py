@@ -33,7 +33,7 @@ from mspe_sweep.sweep.factories import build_pruner, build_sampler
 from mspe_sweep.sweep.launcher import launch_workers, worker_index
 from mspe_sweep.sweep.objective import Objective, track_progress
 from mspe_sweep.sweep.plots import write_study_plots
-from mspe_sweep.sweep.reporting import best_trial, budget_done, counts, leaderboard, summary
+from mspe_sweep.sweep.reporting import best_trial, budget_done, counts, summary
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
 from mspe_sweep.sweep.storage import (
     build_storage,
@@ -156,10 +156,7 @@ def open_sweep(args: Sequence[str]) -> Sweep:
     driver, run_overrides = parse_args(args)
     spec, base_cfg = load_spec(driver, run_overrides)
     dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE
-    url = resolve_storage_url(driver.storage.url)
-    storage = build_storage(url, heartbeat_interval=driver.storage.heartbeat_interval,
-                            grace_period=driver.storage.grace_period,
-                            max_retry=driver.storage.max_retry)
+    url, storage = open_storage(driver)
     sampler = build_sampler(spec.sampler, spec.seed, spec.params, worker=worker_index() or 0)
     pruner = build_pruner(spec.pruner)
     study = create_study_once(storage, spec.name, spec.direction, sampler, pruner)
@@ -168,6 +165,14 @@ def open_sweep(args: Sequence[str]) -> Sweep:
     return Sweep(driver=driver, spec=spec, run_overrides=run_overrides, storage_url=url,
                  study=study, base_cfg=base_cfg, data_source=dataset.source,
                  fingerprint=dataset.fingerprint)
+
+
+def open_storage(driver: DictConfig) -> tuple[str, optuna.storages.RDBStorage]:
+    """The storage URL (unmasked: print it only through ``mask_url``) and the storage."""
+    url = resolve_storage_url(driver.storage.url)
+    return url, build_storage(url, heartbeat_interval=driver.storage.heartbeat_interval,
+                              grace_period=driver.storage.grace_period,
+                              max_retry=driver.storage.max_retry)
 
 
 def startup_lines(sweep: Sweep, done: int) -> str:
@@ -271,31 +276,3 @@ def publish_results(sweep: Sweep, tracker: Tracker, parent: str | None, status: 
     running = sweep.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     tracker.finish_study(parent, files, status=None if running and status == "FINISHED"
                          else status)
-
-
-def report_study(args: Sequence[str]) -> str:
-    """Print the leaderboard of an existing study without running or validating trials."""
-    top = [a for a in args if a.startswith("top=")]
-    args = [a for a in args if not a.startswith("top=")]
-    driver, rest = parse_args(args)
-    if rest:
-        raise UserError(f"unexpected argument {rest[0]!r} (valid: study=, storage=, "
-                        "storage.url=, top=)")
-    path = find_study_file(driver.study.name, STUDIES_DIR)
-    declared = OmegaConf.load(path)
-    name, metric = str(declared.get("name")), str(declared.get("metric", "value"))
-    url = resolve_storage_url(driver.storage.url)
-    storage = build_storage(url, heartbeat_interval=driver.storage.heartbeat_interval,
-                            grace_period=driver.storage.grace_period,
-                            max_retry=driver.storage.max_retry)
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise UserError(f"no study named {name!r} in {mask_url(url)} (run it first: "
-                        f"python -m mspe_sweep.run study={driver.study.name})") from None
-    n_trials = driver.study.n_trials or int(declared.get("n_trials", 0))
-    text = summary(study, metric, n_trials)
-    if top:
-        text = leaderboard(study, metric, top=int(top[0].partition("=")[2]))
-    print(text)
-    return text
