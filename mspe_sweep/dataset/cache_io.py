@@ -13,13 +13,14 @@ import contextlib
 import logging
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mspe_sweep.training.checkpoint import atomic_save
 
 try:  # POSIX only; elsewhere the atomic replace alone still prevents corrupt files.
     import fcntl
@@ -30,26 +31,6 @@ log = logging.getLogger(__name__)
 
 # What torch.load raises on a truncated, foreign or otherwise unreadable file.
 _UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Saves ``obj`` with ``torch.save`` so that ``path`` is either absent or complete.
-
-    Args:
-        obj: Tensors and plain Python containers (must load with ``weights_only=True``).
-        path: Destination file; its directory is created if needed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -124,6 +105,6 @@ def load_or_build(
         if obj is not None:
             return obj, True
         obj = build()
-        atomic_torch_save(obj, path)
+        atomic_save(obj, path)
         log.info("wrote cache entry %s", path)
     return obj, False

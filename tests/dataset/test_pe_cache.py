@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mspe_sweep.dataset import get_dataset, pe_cache
-from mspe_sweep.dataset.cache_io import atomic_torch_save
+from mspe_sweep.training.checkpoint import atomic_save
 from mspe_sweep.dataset.encodings import PESpec
 from mspe_sweep.dataset.synthetic import make_synthetic
 
@@ -87,7 +87,7 @@ def test_concurrent_builders_compute_once(tables, tmp_path, spy):
 def test_corrupt_or_mismatched_entry_is_rebuilt(tables, tmp_path, spy, content):
     path = pe_cache.pe_cache_path(tmp_path, SPEC, "fp1")
     if content is None:  # a readable entry whose shapes do not fit these tables
-        atomic_torch_save({"format": pe_cache.PE_FORMAT, "fingerprint": "fp1", "spec": {},
+        atomic_save({"format": pe_cache.PE_FORMAT, "fingerprint": "fp1", "spec": {},
                            "splits": {}, "seconds": 0.0}, path)
     else:
         path.write_bytes(content)
