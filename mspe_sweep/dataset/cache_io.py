@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator
