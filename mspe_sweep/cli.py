@@ -53,13 +53,12 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Plain one-line messages on stderr for our loggers; libraries stay at WARNING."""
+    """Plain one-line messages on stderr for our loggers; libraries keep their own settings."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("mspe_sweep")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    ours = logging.getLogger("mspe_sweep")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level)
 
 
 def split_key_value(args: Sequence[str], keys: Sequence[str]) -> tuple[dict[str, str], list[str]]:

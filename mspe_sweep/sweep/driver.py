@@ -31,7 +31,7 @@ from mspe_sweep.pipeline import build_dataset
 from mspe_sweep.schema import DriverConfig
 from mspe_sweep.sweep.factories import build_pruner, build_sampler
 from mspe_sweep.sweep.launcher import launch_workers, worker_index
-from mspe_sweep.sweep.objective import Objective, track_progress
+from mspe_sweep.sweep.objective import Objective, derive_seed, track_progress
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.reporting import best_trial, budget_done, counts, summary
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
@@ -160,6 +160,11 @@ def open_sweep(args: Sequence[str]) -> Sweep:
     sampler = build_sampler(spec.sampler, spec.seed, spec.params, worker=worker_index() or 0)
     pruner = build_pruner(spec.pruner)
     study = create_study_once(storage, spec.name, spec.direction, sampler, pruner)
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:
+        # A resumed run must not replay the first run's random draws: seed by progress.
+        study.sampler = build_sampler(spec.sampler, derive_seed(spec.seed or 0, existing),
+                                      spec.params, worker=worker_index() or 0)
     check_identity(study, study_identity(spec, dataset.fingerprint, run_overrides),
                    driver.study.force)
     return Sweep(driver=driver, spec=spec, run_overrides=run_overrides, storage_url=url,

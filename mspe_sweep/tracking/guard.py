@@ -154,4 +154,6 @@ class Guard:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
+    if len(text) > 300:  # keep the root cause, which HTTP clients put at the end
+        text = f"{text[:140]} ... {text[-160:]}"
+    return f"{type(exc).__name__}: {text}"

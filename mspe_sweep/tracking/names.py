@@ -89,6 +89,12 @@ def trial_params(params: Mapping[str, Any], fixed_overrides: Iterable[str]) -> d
     return out
 
 
+# Spec fields that belong to one run of the command (`study.n_trials=...` may grow the budget
+# on resume); MLflow params are immutable, so they stay out of the parent's params. The
+# current values are in the parent's study_spec.json artifact.
+PER_RUN_KEYS = ("n_trials", "timeout", "path")
+
+
 def study_params(spec: Mapping[str, Any]) -> dict[str, str]:
     """Flattened parent-run params from a study spec dict (``StudySpec.to_dict()``).
 
@@ -106,6 +112,8 @@ def study_params(spec: Mapping[str, Any]) -> dict[str, str]:
             out[clean_key(prefix)] = param_value(value)
 
     for key, value in spec.items():
+        if key in PER_RUN_KEYS:
+            continue
         if key == "params" and isinstance(value, list):
             for item in value:
                 if isinstance(item, Mapping) and "key" in item:

@@ -4,6 +4,8 @@ creating MLflow's schema takes ~8 s)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import shutil
 import signal
@@ -116,9 +118,16 @@ class Proxy:
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def stop(self) -> None:
+        if self.listener is None:
+            return
         self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() won't
         self.listener.close()
+        self.listener = None
         for conn in self.conns:
+            # shutdown wakes the pipe threads blocked in recv(), so in-flight requests fail
+            # at once instead of waiting for the client's read timeout.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
         self.conns.clear()
 
