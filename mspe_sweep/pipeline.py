@@ -174,7 +174,8 @@ def train_from_config(cfg: DictConfig, run_dir: Path, *, callbacks: Sequence = (
     best, epochs_run, stop_reason = trainer.best_epoch, trainer.epoch, trainer.stop_reason
     best_value = float(trainer.best_metric)
     if best is None:
-        raise RuntimeError(f"no finite {t.monitor} in {epochs_run} epochs: nothing to keep")
+        raise UserError(f"training diverged: no finite {t.monitor} in {epochs_run} epochs "
+                        "(lower training.optimizer.lr)")
     at_best = history["epoch"].index(best)
     val_metrics = {k: v[at_best] for k, v in history.items() if k.startswith("val/")}
     trainer.load_checkpoint(run_dir / "best.pt")  # restores the best epoch's weights

@@ -6,6 +6,7 @@ study has an MLflow parent run, uploads them there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import optuna
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 from mspe_sweep.cli import run_command, split_key_value
 from mspe_sweep.config import STUDIES_DIR, mspe_home
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.driver import ATTR_PARENT_RUN, open_storage, parse_args
+from mspe_sweep.sweep.driver import ATTR_N_TRIALS, ATTR_PARENT_RUN, open_storage, parse_args
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.reporting import leaderboard, summary
 from mspe_sweep.sweep.spec import find_study_file
@@ -37,19 +38,26 @@ def report(args: Sequence[str]) -> str:
     if rest:
         raise UserError(f"unexpected argument {rest[0]!r} (valid: study=, storage=, "
                         "storage.url=, tracking=, top=)")
+    top = opts.get("top")
+    if top is not None and not (top.isdigit() and int(top) >= 1):
+        raise UserError(f"top={top}: must be a positive integer")
     path = find_study_file(driver.study.name, STUDIES_DIR)
     declared = OmegaConf.load(path)
     name, metric = str(declared.get("name")), str(declared.get("metric", "value"))
+    missing = f"no study named {name!r} in {{}} (run it first: python -m mspe_sweep.run " \
+              f"study={driver.study.name})"
+    if driver.storage.backend == "sqlite":
+        db = Path(driver.storage.url.partition(":///")[2]) if driver.storage.url else \
+            mspe_home() / "optuna.db"
+        if not db.is_file():  # reading must not create an empty database
+            raise UserError(missing.format(db))
     url, storage = open_storage(driver)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise UserError(f"no study named {name!r} in {mask_url(url)} (run it first: "
-                        f"python -m mspe_sweep.run study={driver.study.name})") from None
-    n_trials = driver.study.n_trials or int(declared.get("n_trials", 0))
-    top = opts.get("top")
-    if top is not None and not top.isdigit():
-        raise UserError(f"top={top}: must be a positive integer")
+        raise UserError(missing.format(mask_url(url))) from None
+    n_trials = (driver.study.n_trials or study.user_attrs.get(ATTR_N_TRIALS)
+                or int(declared.get("n_trials", 0)))
     text = leaderboard(study, metric, top=int(top)) if top else summary(study, metric, n_trials)
     print(text, flush=True)
     files = write_study_plots(study, mspe_home() / "runs" / name / "plots")

@@ -5,12 +5,11 @@ Running the same command again resumes the study from its storage.
 
 from __future__ import annotations
 
-import logging
 from typing import Sequence
 
 from mspe_sweep.cli import groups_help, run_command
 from mspe_sweep.config import DRIVER_GROUPS, STUDIES_DIR, group_options
-from mspe_sweep.sweep.driver import StudyResult, run_study
+from mspe_sweep.sweep.driver import run_study
 
 USAGE = f"""\
 usage: python -m mspe_sweep.run study=<name> [driver keys] [run overrides]

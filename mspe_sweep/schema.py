@@ -119,6 +119,7 @@ class StudyArgs:
 
 @dataclass
 class StorageConfig:
+    backend: str = "sqlite"
     url: Optional[str] = None
     heartbeat_interval: int = 30
     grace_period: int = 90

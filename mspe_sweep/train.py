@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from mspe_sweep.cli import groups_help, run_command
-from mspe_sweep.config import compose_run_config, mspe_home
+from omegaconf import DictConfig
+
+from mspe_sweep.cli import groups_help, run_command, split_key_value
+from mspe_sweep.config import RUN_GROUPS, compose_run_config, from_yaml, mspe_home, to_yaml
 from mspe_sweep.errors import UserError
 from mspe_sweep.pipeline import TrainResult, train_from_config
+from mspe_sweep.training import read_checkpoint
 
 log = logging.getLogger("mspe_sweep.train")
 
@@ -22,7 +25,8 @@ USAGE = f"""\
 usage: python -m mspe_sweep.train [group=option ...] [key=value ...]
 
 Trains one run from configs/train.yaml and writes best.pt, last.pt, config.yaml and
-results.json to $MSPE_HOME/runs/train/<id>/ (resume an interrupted run with resume=<last.pt>).
+results.json to $MSPE_HOME/runs/train/<id>/. resume=<last.pt> continues an interrupted run
+with the config stored in the checkpoint (overrides given with it apply on top).
 
 config groups:
 {groups_help()}
@@ -38,18 +42,39 @@ def new_run_dir(root: Path) -> Path:
 
 
 def train(overrides: Sequence[str]) -> TrainResult:
-    """Compose the config, train, and print where everything went."""
-    resume = [o.partition("=")[2] for o in overrides if o.startswith("resume=")]
-    overrides = [o for o in overrides if not o.startswith("resume=")]
-    cfg = compose_run_config(overrides)
-    resume_from = Path(resume[-1]) if resume else None
-    if resume_from is not None and not resume_from.is_file():
-        raise UserError(f"resume={resume_from}: no such checkpoint file (give a run's last.pt)")
-    run_dir = resume_from.parent if resume_from else new_run_dir(mspe_home())
+    """Compose the config (or take a resumed run's own), train, and print where things went."""
+    opts, overrides = split_key_value(overrides, ("resume",))
+    resume_from = Path(opts["resume"]) if "resume" in opts else None
+    if resume_from is None:
+        cfg = compose_run_config(overrides)
+        run_dir = new_run_dir(mspe_home())
+    else:
+        if not resume_from.is_file():
+            raise UserError(f"resume={resume_from}: no such checkpoint file (give a run's "
+                            "last.pt)")
+        cfg = resumed_config(resume_from, overrides)
+        run_dir = resume_from.parent
     log.info("MSPE_HOME: %s", mspe_home())
     result = train_from_config(cfg, run_dir, resume_from=resume_from)
     print(format_result(result))
     return result
+
+
+def resumed_config(checkpoint: Path, overrides: Sequence[str]) -> DictConfig:
+    """The run's own config from its checkpoint, with ``key=value`` changes on top (e.g.
+    ``training.epochs=200`` to extend it). Group options may be repeated as they were (so the
+    original command plus ``resume=`` works) but not changed: that would be another run."""
+    stored = from_yaml(read_checkpoint(checkpoint).get("config") or "", str(checkpoint))
+    changes = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key not in RUN_GROUPS:
+            changes.append(override)
+        elif stored[key].get("name") != value:
+            raise UserError(f"{override}: resume={checkpoint} was trained with "
+                            f"{key}={stored[key].get('name')}; a resumed run keeps its config "
+                            "groups (change single keys, e.g. training.epochs=200)")
+    return from_yaml(to_yaml(stored), str(checkpoint), changes)
 
 
 def format_result(result: TrainResult) -> str:

@@ -37,7 +37,6 @@ class PruningCallback(Callback):
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         self.trial = trial
         self.monitor = monitor
-        self.pruned_at: int | None = None
 
     def replay(self, history: Mapping[str, list]) -> None:
         """Report the epochs a resumed run already has, so the pruner sees the whole curve."""
@@ -48,7 +47,6 @@ class PruningCallback(Callback):
     def on_eval_epoch_end(self, trainer, epoch: int, metrics: Mapping[str, float]) -> None:
         self._report(metric_value(metrics, self.monitor), epoch)
         if self.trial.should_prune():
-            self.pruned_at = epoch
             self.trial.set_user_attr("epochs_run", epoch)
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
@@ -68,5 +66,7 @@ class EpochProgress(Callback):
 
     def on_eval_epoch_end(self, trainer, epoch: int, metrics: Mapping[str, float]) -> None:
         value = metric_value(metrics, self.monitor)
-        log.info("  trial %d  epoch %d/%d  %s %.4f  (best %.4f @ %s)", self.trial_number, epoch,
-                 self.epochs, self.monitor, value, trainer.best_metric, trainer.best_epoch)
+        best = trainer.best_metric
+        best_text = "-" if best is None else f"{best:.4f} @ {trainer.best_epoch}"
+        log.info("  trial %d  epoch %d/%d  %s %.4f  (best %s)", self.trial_number, epoch,
+                 self.epochs, self.monitor, value, best_text)

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,15 +32,21 @@ from mspe_sweep.pipeline import build_dataset
 from mspe_sweep.schema import DriverConfig
 from mspe_sweep.sweep.factories import build_pruner, build_sampler
 from mspe_sweep.sweep.launcher import launch_workers, worker_index
-from mspe_sweep.sweep.objective import Objective, derive_seed, track_progress
+from mspe_sweep.sweep.objective import Objective, derive_seed
 from mspe_sweep.sweep.plots import write_study_plots
-from mspe_sweep.sweep.reporting import best_trial, budget_done, counts, summary
+from mspe_sweep.sweep.reporting import (
+    best_trial,
+    budget_done,
+    counts,
+    summary,
+    track_progress,
+)
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
 from mspe_sweep.sweep.storage import (
     build_storage,
     create_study_once,
+    default_storage_url,
     mask_url,
-    resolve_storage_url,
 )
 from mspe_sweep.sweep.worker import Worker, WorkerLimits
 from mspe_sweep.tracking import Tracker, build_tracker
@@ -50,6 +57,7 @@ log = logging.getLogger(__name__)
 DRIVER_KEYS = ("study", "storage", "tracking", "workers", "trials_per_gpu")
 ATTR_IDENTITY = "identity"
 ATTR_PARENT_RUN = "mlflow_parent_run_id"
+ATTR_N_TRIALS = "n_trials"
 
 
 @dataclass
@@ -64,6 +72,7 @@ class Sweep:
     base_cfg: DictConfig
     data_source: str
     fingerprint: str
+    tracker: Tracker
 
     @property
     def runs_dir(self) -> Path:
@@ -113,7 +122,14 @@ def load_spec(driver: DictConfig, run_overrides: Sequence[str]) -> tuple[StudySp
                if driver.study[key] is not None}
     if changes.get("n_trials", 1) < 1:
         raise UserError(f"study.n_trials={changes['n_trials']}: must be >= 1")
-    return dataclasses.replace(spec, **changes), cfg
+    if changes.get("timeout", 1) <= 0:
+        raise UserError(f"study.timeout={changes['timeout']}: must be a number of seconds > 0")
+    spec = dataclasses.replace(spec, **changes)
+    # Samplers take numpy seeds (0 <= seed < 2**32); each local worker adds its index.
+    if not 0 <= spec.seed < 2**31:
+        where = "study.seed" if "seed" in changes else f"{path}: seed"
+        raise UserError(f"{where}={spec.seed}: must be between 0 and 2**31 - 1")
+    return spec, cfg
 
 
 def _fixed_of(path: Path) -> list[str]:
@@ -153,28 +169,41 @@ def check_identity(study: optuna.Study, identity: dict, force: bool) -> None:
 
 def open_sweep(args: Sequence[str]) -> Sweep:
     """Validate everything, open the storage, create (or load) the study exactly once."""
+    # Everything that can be wrong is checked before the storage is opened, and the storage
+    # (a wrong password) and tracking before the dataset is built and the study created.
     driver, run_overrides = parse_args(args)
     spec, base_cfg = load_spec(driver, run_overrides)
-    dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE
-    url, storage = open_storage(driver)
     sampler = build_sampler(spec.sampler, spec.seed, spec.params, worker=worker_index() or 0)
     pruner = build_pruner(spec.pruner)
+    url, storage = open_storage(driver)
+    tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
+    dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE
     study = create_study_once(storage, spec.name, spec.direction, sampler, pruner)
     existing = len(study.get_trials(deepcopy=False))
     if existing:
         # A resumed run must not replay the first run's random draws: seed by progress.
-        study.sampler = build_sampler(spec.sampler, derive_seed(spec.seed or 0, existing),
+        study.sampler = build_sampler(spec.sampler, derive_seed(spec.seed, existing),
                                       spec.params, worker=worker_index() or 0)
     check_identity(study, study_identity(spec, dataset.fingerprint, run_overrides),
                    driver.study.force)
+    if worker_index() is None:
+        study.set_user_attr(ATTR_N_TRIALS, spec.n_trials)  # what `report` shows as the budget
     return Sweep(driver=driver, spec=spec, run_overrides=run_overrides, storage_url=url,
                  study=study, base_cfg=base_cfg, data_source=dataset.source,
-                 fingerprint=dataset.fingerprint)
+                 fingerprint=dataset.fingerprint, tracker=tracker)
 
 
 def open_storage(driver: DictConfig) -> tuple[str, optuna.storages.RDBStorage]:
     """The storage URL (unmasked: print it only through ``mask_url``) and the storage."""
-    url = resolve_storage_url(driver.storage.url)
+    backend, url = driver.storage.backend, driver.storage.url
+    if backend == "sqlite":
+        url = url or default_storage_url(mspe_home())
+        if not url.startswith("sqlite:"):
+            raise UserError(f"storage=sqlite: storage.url={mask_url(url)} is not a sqlite:/// "
+                            "URL (use storage=postgres for PostgreSQL)")
+    elif not (url or "").startswith("postgresql"):
+        raise UserError("storage=postgres needs a PostgreSQL URL: export MSPE_STORAGE_URL or "
+                        "pass storage.url (see configs/storage/postgres.yaml)")
     return url, build_storage(url, heartbeat_interval=driver.storage.heartbeat_interval,
                               grace_period=driver.storage.grace_period,
                               max_retry=driver.storage.max_retry)
@@ -222,6 +251,7 @@ def study_result(study: optuna.Study, n_trials: int) -> StudyResult:
 def run_study(args: Sequence[str]) -> StudyResult:
     """Run (or resume) a study until its budget: in this process, or in ``workers`` children."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own per-trial lines
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
     sweep = open_sweep(args)
     # The start-up lines name the data; per-trial data, PE-cache and model lines would only
     # repeat it, once per trial.
@@ -234,7 +264,8 @@ def run_study(args: Sequence[str]) -> StudyResult:
     limits = WorkerLimits(n_trials=spec.n_trials, timeout=spec.timeout,
                           max_consecutive_failures=spec.max_consecutive_failures,
                           max_retry=driver.storage.max_retry,
-                          keep_checkpoints=spec.keep_checkpoints)
+                          keep_checkpoints=spec.keep_checkpoints,
+                          grace_period=driver.storage.grace_period)
     trials_before = len(sweep.study.get_trials(deepcopy=False))
     status = "KILLED"
     try:
@@ -248,8 +279,9 @@ def run_study(args: Sequence[str]) -> StudyResult:
                 raise UserError(f"a worker exited with code {code}; its messages are above")
         status = "FINISHED"
     finally:
-        if index is None and len(sweep.study.get_trials(deepcopy=False)) > trials_before:
-            publish_results(sweep, tracker, parent, status)
+        if index is None:
+            ran = len(sweep.study.get_trials(deepcopy=False)) > trials_before
+            publish_results(sweep, tracker, parent, status, with_plots=ran)
     if index is None:
         print(summary(sweep.study, spec.metric, spec.n_trials), flush=True)
     return study_result(sweep.study, spec.n_trials)
@@ -257,9 +289,7 @@ def run_study(args: Sequence[str]) -> StudyResult:
 
 def open_tracking(sweep: Sweep, publish: bool) -> tuple[Tracker, str | None]:
     """The tracker and the study's parent run (created once; its id kept in the study)."""
-    tracking = sweep.driver.tracking
-    tracker = build_tracker(tracking.backend, tracking.uri, mspe_home())
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # set after MLflow configured it
+    tracking, tracker = sweep.driver.tracking, sweep.tracker
     stored = sweep.study.user_attrs.get(ATTR_PARENT_RUN)
     parent = tracker.start_study(sweep.spec.name, stored, sweep.spec.to_dict(),
                                  to_yaml(sweep.base_cfg))
@@ -270,13 +300,13 @@ def open_tracking(sweep: Sweep, publish: bool) -> tuple[Tracker, str | None]:
     return tracker, parent
 
 
-def publish_results(sweep: Sweep, tracker: Tracker, parent: str | None, status: str) -> None:
-    """Plots and the trials CSV in ``runs/<study>/plots/``, and on the parent run.
-
-    The parent run ends only when no trial is running: with several drivers on one study
+def publish_results(sweep: Sweep, tracker: Tracker, parent: str | None, status: str,
+                    with_plots: bool) -> None:
+    """Plots and the trials CSV in ``runs/<study>/plots/`` (when trials ran), and on the
+    parent run, which ends only when no trial is running: with several drivers on one study
     (machines, or ``docker compose --scale``), the last one to finish ends it.
     """
-    files = write_study_plots(sweep.study, sweep.runs_dir / "plots")
+    files = write_study_plots(sweep.study, sweep.runs_dir / "plots") if with_plots else []
     track_progress(tracker, parent, sweep.study)
     running = sweep.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     tracker.finish_study(parent, files, status=None if running and status == "FINISHED"

@@ -68,8 +68,10 @@ def launch_workers(args: Sequence[str], workers: int, trials_per_gpu: int) -> in
         gpu = gpu_for(index, trials_per_gpu)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
+        # A session of their own: Ctrl-C reaches only the launcher, which forwards one SIGTERM
+        # (two signals would interrupt a worker's clean-up of the first).
         procs.append(subprocess.Popen([sys.executable, "-m", "mspe_sweep.run", *args], env=env,
-                                      preexec_fn=_die_with_parent))
+                                      preexec_fn=_die_with_parent, start_new_session=True))
     previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         codes = [proc.wait() for proc in procs]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from mspe_sweep.config import compose_run_config
 from mspe_sweep.pipeline import CONFIG_FILE, TrainResult, train_from_config
@@ -86,12 +86,12 @@ class Objective:
         run_dir = self.runs_dir / f"trial-{root}"
         # A retry carries the dead attempt's user attrs (Optuna copies them): read, then reset.
         retry_of = trial.user_attrs.get(ATTR_MLFLOW_RUN) if root != trial.number else None
-        trial.set_user_attr(ATTR_SEED, derive_seed(self.spec.seed, root))
-        trial.set_user_attr(ATTR_RUN_DIR, str(run_dir))
-        trial.set_user_attr(ATTR_INTERRUPTED, False)
-        trial.set_user_attr(ATTR_FAIL_REASON, None)
         run = TrialRun()
         try:
+            trial.set_user_attr(ATTR_SEED, derive_seed(self.spec.seed, root))
+            trial.set_user_attr(ATTR_RUN_DIR, str(run_dir))
+            trial.set_user_attr(ATTR_INTERRUPTED, False)
+            trial.set_user_attr(ATTR_FAIL_REASON, None)
             overrides = self.trial_overrides(trial)
             trial.set_user_attr(ATTR_OVERRIDES, overrides)
             fixed = [o for o in overrides if o.partition("=")[0] not in trial.params]
@@ -100,6 +100,7 @@ class Objective:
                                            retry_of_run_id=retry_of)
             trial.set_user_attr(ATTR_MLFLOW_RUN, run.run_id)
             result = self._train(trial, overrides, run_dir, run, resuming=root != trial.number)
+            self._record(trial, result, run, run_dir)
         except optuna.TrialPruned as exc:
             run.finish("PRUNED", reason=str(exc))
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -114,6 +115,11 @@ class Objective:
             trial.set_user_attr(ATTR_FAIL_REASON, reason)
             run.finish("FAIL", reason=reason)
             raise
+        return result.best_value
+
+    def _record(self, trial: optuna.Trial, result: TrainResult, run: TrialRun,
+                run_dir: Path) -> None:
+        """The finished trial's outcome, on the Optuna trial and its tracking run."""
         test_key = "test/" + self.spec.metric.split("/", 1)[-1]
         for key, value in (("best_epoch", result.best_epoch), ("epochs_run", result.epochs_run),
                            ("stop_reason", result.stop_reason), ("num_params", result.num_params),
@@ -123,7 +129,6 @@ class Objective:
         run.finish("COMPLETE", value=result.best_value, test_metric=result.test_metrics,
                    best_epoch=result.best_epoch,
                    artifacts={"config.yaml": run_dir / CONFIG_FILE, "best.pt": run_dir / "best.pt"})
-        return result.best_value
 
     def _train(self, trial: optuna.Trial, overrides: list[str], run_dir: Path, run: TrialRun,
                resuming: bool) -> TrainResult:
@@ -141,22 +146,12 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned on resume at epoch {checkpoint['epoch']}")
         else:
+            if resuming:
+                log.warning("trial %d: no checkpoint of %s on this machine (it crashed "
+                            "elsewhere); training it from epoch 1", trial.number, run_dir.name)
             shutil.rmtree(run_dir, ignore_errors=True)
             resume_from = None
         # Logging and progress come before pruning, which may raise at the epoch's end.
         callbacks = [run.callback(),
                      EpochProgress(trial.number, self.spec.metric, cfg.training.epochs), pruning]
         return train_from_config(cfg, run_dir, callbacks=callbacks, resume_from=resume_from)
-
-
-def track_progress(tracker: Tracker, parent_run_id: str | None, study: optuna.Study) -> None:
-    """Keep the study's best-so-far and trial counts on the tracking parent run."""
-    counts = {state.name.lower(): 0 for state in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] += 1
-    best = {"finished": counts["complete"] + counts["pruned"], "complete": counts["complete"],
-            "pruned": counts["pruned"], "failed": counts["fail"]}
-    if counts["complete"]:
-        best.update(value=study.best_value, trial=study.best_trial.number,
-                    params=study.best_trial.params)
-    tracker.update_study(parent_run_id, best)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mspe_sweep.sweep.objective import ATTR_RUN_DIR, root_trial_number
+from mspe_sweep.sweep.objective import ATTR_FAIL_REASON, ATTR_RUN_DIR, root_trial_number
+from mspe_sweep.tracking import Tracker
 
 
 def counts(study: optuna.Study) -> dict[TrialState, int]:
@@ -83,13 +85,24 @@ def summary(study: optuna.Study, metric: str, n_trials: int) -> str:
         lines.append(saved)
     best = best_trial(study)
     if best is not None:
-        overrides = " ".join(best.user_attrs.get("overrides", []))
+        overrides = shlex.join(best.user_attrs.get("overrides", []))
         lines.append(f"best trial {best.number}: {metric} {best.value:.4f}; reproduce with:")
         lines.append(f"  python -m mspe_sweep.train {overrides}")
         if best.user_attrs.get(ATTR_RUN_DIR):
             lines.append(f"  checkpoints: {best.user_attrs[ATTR_RUN_DIR]}")
     lines += ["", leaderboard(study, metric)]
     return "\n".join(lines)
+
+
+def track_progress(tracker: Tracker, parent_run_id: str | None, study: optuna.Study) -> None:
+    """Keep the study's best-so-far and trial counts on the tracking parent run."""
+    c = counts(study)
+    progress = {"finished": budget_done(study), "complete": c[TrialState.COMPLETE],
+                "pruned": c[TrialState.PRUNED], "failed": c[TrialState.FAIL]}
+    best = best_trial(study)
+    if best is not None:
+        progress.update(value=best.value, trial=best.number, params=best.params)
+    tracker.update_study(parent_run_id, progress)
 
 
 def pruning_savings(study: optuna.Study) -> str:
@@ -111,7 +124,8 @@ def prune_checkpoints(study: optuna.Study, keep: int) -> None:
     """Delete checkpoints no one needs: only the best ``keep`` COMPLETE trials keep theirs.
 
     A trial directory belongs to a retry chain (``trial-<first number>``). It is left alone
-    while the chain's latest trial is RUNNING or WAITING, or FAILED with a retry queued.
+    while the chain's latest trial is RUNNING or WAITING, or crashed (FAIL without a reason of
+    its own): its retry may be queued at any moment and resumes from ``last.pt``.
     """
     trials = study.get_trials(deepcopy=False)
     latest: dict[int, FrozenTrial] = {}
@@ -124,5 +138,7 @@ def prune_checkpoints(study: optuna.Study, keep: int) -> None:
             continue
         if trial.state in (TrialState.RUNNING, TrialState.WAITING):
             continue
+        if trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_FAIL_REASON):
+            continue  # crashed or interrupted: its retry resumes from these checkpoints
         for checkpoint in Path(run_dir).glob("*.pt"):
             checkpoint.unlink(missing_ok=True)

@@ -6,12 +6,16 @@ worker recovers crashed trials, so a crashed trial is retried with its params an
 its checkpoint:
 
 * a RUNNING trial whose owner process on THIS host is gone is failed and retried at once;
+* a RUNNING trial no worker ever claimed (killed between Optuna's ``ask`` and the objective)
+  is failed and retried after ``storage.grace_period`` seconds;
 * any other crashed trial is failed and retried by Optuna's heartbeat check once it has been
   silent for ``storage.grace_period`` seconds.
 
-The budget counts finished trials (COMPLETE + PRUNED) and is checked before each trial, so
-concurrent workers overshoot it by at most ``workers - 1``. A worker does not finish while a
-trial it cannot prove alive is still RUNNING: it waits for it to end or to become stale.
+The budget counts finished trials (COMPLETE + PRUNED). A worker starts a trial only while
+finished + running trials are below it, and otherwise waits for the running ones' outcome, so
+concurrent workers overshoot it only through the race between that check and Optuna's ``ask``
+(at most ``workers - 1``). A worker does not finish while a trial it cannot prove alive is
+still RUNNING: it waits for it to end or to become stale.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.errors import UserError
@@ -34,6 +39,8 @@ from mspe_sweep.sweep.reporting import budget_done, budget_line, prune_checkpoin
 
 log = logging.getLogger(__name__)
 
+# "<host>:<pid>:<trial number>", written by the worker that starts an attempt. The number
+# matters: a retry is created as a copy of the dead attempt, system attrs included.
 ATTR_OWNER = "owner"
 POLL_SECONDS = 2.0
 
@@ -45,53 +52,82 @@ class WorkerLimits:
     max_consecutive_failures: int
     max_retry: int
     keep_checkpoints: int
+    grace_period: float
 
 
-def owner_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def owner_tag(trial_number: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{trial_number}"
 
 
-def owner_is_dead(trial: FrozenTrial) -> bool:
-    """True when the trial's owner process ran on this host and no longer exists."""
-    host, _, pid = str(trial.system_attrs.get(ATTR_OWNER, "")).rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
+def owner_of(trial: FrozenTrial) -> tuple[str, int] | None:
+    """``(host, pid)`` of the process running this attempt, or None if none has claimed it."""
+    host, pid, number = (str(trial.system_attrs.get(ATTR_OWNER, "")).split(":") + ["", ""])[:3]
+    if not pid.isdigit() or number != str(trial.number):
+        return None
+    return host, int(pid)
+
+
+def pid_alive(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
 
 
-def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
-    """Queue a WAITING copy of a failed trial (same params); the retry resumes its checkpoint."""
-    RetryFailedTrialCallback(max_retry=max_retry)(study, trial)
+def owned_here_and_alive(trial: FrozenTrial) -> bool:
+    owner = owner_of(trial)
+    return owner is not None and owner[0] == socket.gethostname() and pid_alive(owner[1])
 
 
-def recover_dead_trials(study: optuna.Study, max_retry: int) -> int:
-    """Fail and retry RUNNING trials whose local owner died (SIGKILL, OOM killer, power cut)."""
+def is_abandoned(trial: FrozenTrial, grace_period: float) -> bool:
+    """A RUNNING trial no process runs: its owner on this host died (SIGKILL, OOM killer), or
+    no worker claimed it within the grace period (killed between Optuna's ask and the
+    objective, before its first heartbeat). Other hosts' crashes are found by heartbeat."""
+    owner = owner_of(trial)
+    if owner is None:
+        age = datetime.now() - (trial.datetime_start or datetime.now())
+        return age.total_seconds() > grace_period
+    return owner[0] == socket.gethostname() and not pid_alive(owner[1])
+
+
+def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
+    """Queue a WAITING copy of a failed trial (same params); the retry resumes its checkpoint.
+
+    Like Optuna's retry callbacks (same ``failed_trial`` / ``retry_history`` system attrs, so
+    ``RetryFailedTrialCallback.retried_trial_number`` works), minus the dead owner.
+    """
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > max_retry:
+        log.warning("trial %d is not retried: it already was %d times (storage.max_retry)",
+                    trial.number, max_retry)
+        return False
+    system_attrs = {k: v for k, v in trial.system_attrs.items() if k != ATTR_OWNER}
+    system_attrs.update(failed_trial=system_attrs.get("failed_trial", trial.number),
+                        retry_history=history)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=trial.user_attrs, system_attrs=system_attrs))
+    return True
+
+
+def recover_abandoned_trials(study: optuna.Study, max_retry: int, grace_period: float) -> int:
+    """Fail and retry the RUNNING trials no process runs any more (see ``is_abandoned``)."""
     recovered = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not owner_is_dead(trial):
+        if not is_abandoned(trial, grace_period):
             continue
         try:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
-        log.warning("trial %d: its worker (%s) died; retrying it from its last checkpoint",
-                    trial.number, trial.system_attrs.get(ATTR_OWNER))
+        log.warning("trial %d: its worker (%s) is gone; retrying it from its last checkpoint",
+                    trial.number, trial.system_attrs.get(ATTR_OWNER, "never started"))
         retry(study, study._storage.get_trial(trial._trial_id), max_retry)
         recovered += 1
     return recovered
-
-
-def unresolved_running(study: optuna.Study) -> list[FrozenTrial]:
-    """RUNNING trials not owned by a live process on this host (possibly crashed elsewhere)."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if str(t.system_attrs.get(ATTR_OWNER, "")).rpartition(":")[0] != socket.gethostname()
-            or owner_is_dead(t)]
 
 
 def outcome(trial: FrozenTrial) -> str:
@@ -105,6 +141,9 @@ def outcome(trial: FrozenTrial) -> str:
 
 
 def raise_keyboard_interrupt(signum, frame) -> None:
+    """SIGTERM as Ctrl-C; a second signal must not interrupt the clean-up of the first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -119,10 +158,11 @@ class Worker:
         self.on_trial_end = on_trial_end
         self.consecutive_failures = 0
         self.current_trial: int | None = None
+        self._waiting_for = ""
 
     def run(self) -> None:
         """The loop. SIGTERM is handled like Ctrl-C: the running trial is queued for a retry."""
-        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         started = time.monotonic()
         try:
             while self._next_step(started):
@@ -130,18 +170,22 @@ class Worker:
         except KeyboardInterrupt:
             self._requeue_interrupted()
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def _next_step(self, started: float) -> bool:
-        recover_dead_trials(self.study, self.limits.max_retry)
-        if budget_done(self.study) >= self.limits.n_trials:
-            waiting_for = unresolved_running(self.study)
-            if not waiting_for:
-                return False
-            log.info("budget reached; waiting for trial(s) %s to finish or go stale",
-                     ", ".join(str(t.number) for t in waiting_for))
-            time.sleep(POLL_SECONDS)
-            fail_stale_trials(self.study)
-            return True
+        limits = self.limits
+        recover_abandoned_trials(self.study, limits.max_retry, limits.grace_period)
+        done = budget_done(self.study)
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if done >= limits.n_trials:
+            # Done, unless a trial that may have crashed elsewhere still needs a retry.
+            unresolved = [t for t in running if not owned_here_and_alive(t)]
+            return bool(unresolved) and self._wait("budget reached; waiting for", unresolved)
+        if done + len(running) >= limits.n_trials:
+            # The last trials of the budget are running: wait for their outcome rather than
+            # start one that may push the study past its budget.
+            return self._wait("waiting for", running)
         if self.limits.timeout is not None and time.monotonic() - started > self.limits.timeout:
             log.info("timeout of %.0f s reached; the study continues on the next run",
                      self.limits.timeout)
@@ -150,8 +194,19 @@ class Worker:
         self._after_trial()
         return True
 
+    def _wait(self, what: str, trials: list[FrozenTrial]) -> bool:
+        numbers = ", ".join(str(t.number) for t in trials)
+        if numbers != self._waiting_for:
+            log.info("%s trial(s) %s to finish or go stale", what, numbers)
+            self._waiting_for = numbers
+        time.sleep(POLL_SECONDS)
+        fail_stale_trials(self.study)
+        return True
+
     def _objective(self, trial: optuna.Trial) -> float:
-        self.study._storage.set_trial_system_attr(trial._trial_id, ATTR_OWNER, owner_tag())
+        self._waiting_for = ""
+        self.study._storage.set_trial_system_attr(trial._trial_id, ATTR_OWNER,
+                                                  owner_tag(trial.number))
         self.current_trial = trial.number
         return self.objective(trial)
 
@@ -175,7 +230,7 @@ class Worker:
         if self.current_trial is None:
             return
         trial = self.study.get_trials(deepcopy=False)[self.current_trial]
-        if trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_INTERRUPTED):
-            retry(self.study, trial, self.limits.max_retry)
+        if (trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_INTERRUPTED)
+                and retry(self.study, trial, self.limits.max_retry)):
             log.warning("trial %d interrupted; it resumes from its last checkpoint on the next "
                         "run", trial.number)

@@ -18,7 +18,10 @@ __all__ = ["CheckpointError", "FORMAT_VERSION", "atomic_save", "read_checkpoint"
 FORMAT_VERSION = 1
 
 # What torch.load raises on truncated, garbage or non-weights-only files.
-_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError)
+# What torch.load raises on garbage: bytes that merely look like a pickle can fail anywhere in
+# the unpickler (an empty stack or memo gives IndexError / KeyError).
+_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError,
+                IndexError, KeyError, TypeError, AttributeError)
 
 
 class CheckpointError(UserError):
