@@ -174,6 +174,21 @@ def test_median_pruner_prunes_bad_trials_and_deletes_their_checkpoints(sweep, tm
     assert finished(study) == 4
 
 
+def test_only_the_best_keep_checkpoints_trials_keep_their_checkpoints(sweep, tmp_path, capsys,
+                                                                       mspe_home):
+    path = sweep.write_study(tmp_path, n_trials=3, keep_checkpoints=1)
+
+    result = sweep.run_cli(capsys, [f"study={path}", "tracking=none"])
+
+    assert result.code == 0, result.err
+    study = sweep.load_study("tiny", sweep.sqlite_url(mspe_home / "optuna.db"))
+    kept = {t.number for t in study.trials
+            if list(Path(t.user_attrs["checkpoint_dir"]).glob("*.pt"))}
+    assert kept == {study.best_trial.number}
+    for trial in study.trials:  # the small files stay: what each trial was and what it got
+        assert (Path(trial.user_attrs["checkpoint_dir"]) / "results.json").is_file()
+
+
 # --- 3. resume continues the count ------------------------------------------------------------
 
 def test_rerun_continues_the_trial_count_and_a_finished_study_returns_quickly(sweep, capsys,
