@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from process_state import preserved_process_state
 
 # Tests run on a 2-core machine next to other processes: one intra-op thread keeps timings
 # stable and makes CPU runs bit-reproducible.
@@ -19,6 +20,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state():
+    """Undo what an in-process CLI run changes process-wide (logging, SIGTERM handler, Optuna
+    verbosity, torch determinism), so every test sees the process as pytest set it up."""
+    with preserved_process_state():
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -3,20 +3,18 @@ train -> evaluate, evaluate's errors, and `train resume=<last.pt>`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 import yaml
+
+from process_state import preserved_process_state
 
 from mspe_sweep import evaluate as evaluate_module
 from mspe_sweep import pipeline
@@ -33,55 +31,6 @@ COMMANDS = {"train": train_module, "run": run_module, "evaluate": evaluate_modul
 TINY_RUN = ["dataset=synthetic", "model.hidden_dim=32", "model.num_layers=1", "pe=rwse",
             "pe.dim=8", "training.epochs=2", "training.batch_size=16",
             "training.scheduler.warmup_epochs=0", "training.deterministic=true"]
-_LOGGERS = ("mspe_sweep", "mspe_sweep.pipeline", "mspe_sweep.training", "mspe_sweep.dataset",
-            "mlflow")
-
-
-def torch_determinism() -> tuple:
-    """What ``set_seed(..., deterministic=True)`` changes process-wide (and never undoes)."""
-    return (torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-            os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
-
-
-def restore_torch_determinism(flags: tuple) -> None:
-    enabled, warn_only, cudnn_deterministic, cudnn_benchmark, cublas = flags
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-    torch.backends.cudnn.deterministic = cudnn_deterministic
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    if cublas is None:
-        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-    else:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
-
-
-@contextlib.contextmanager
-def preserved_process_state():
-    """`main()` reconfigures logging (`run`: a SIGTERM handler) and deterministic runs switch
-    torch to deterministic kernels process-wide: undo it all for later tests."""
-    handler = signal.getsignal(signal.SIGTERM)
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                    logging.getLogger(name).propagate) for name in _LOGGERS}
-    verbosity = optuna.logging.get_verbosity()
-    torch_flags = torch_determinism()
-    try:
-        yield
-    finally:
-        restore_torch_determinism(torch_flags)
-        signal.signal(signal.SIGTERM, handler)
-        for name, (handlers, level, propagate) in saved.items():
-            logger = logging.getLogger(name)
-            logger.handlers[:], logger.propagate = handlers, propagate
-            logger.setLevel(level)
-        optuna.logging.set_verbosity(verbosity)
-
-
-@pytest.fixture(autouse=True)
-def restore_process_state():
-    with preserved_process_state():
-        yield
-
 
 def cli(capsys, module, args) -> tuple[int, str, str]:
     capsys.readouterr()
