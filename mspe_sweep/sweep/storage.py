@@ -16,13 +16,11 @@ ends FAIL and is not retried.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import sqlite3
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import optuna
@@ -32,7 +30,6 @@ from sqlalchemy.engine import make_url
 
 from mspe_sweep.errors import UserError
 
-ENV_VAR = "MSPE_STORAGE_URL"
 VALID_SCHEMES = ("sqlite:///<path>", "postgresql://user:pw@host:port/db",
                  "postgresql+psycopg://...")
 _SECRET_QUERY = re.compile(r"([?&;](?:password|passwd|pwd|pass|secret|token|sslpassword)=)"
@@ -45,27 +42,6 @@ _log = logging.getLogger(__name__)
 def default_storage_url(mspe_home: Path) -> str:
     """The default study storage, ``sqlite:///<MSPE_HOME>/optuna.db`` (absolute path)."""
     return f"sqlite:///{(Path(mspe_home) / 'optuna.db').resolve()}"
-
-
-def resolve_storage_url(
-    cfg_url: str | None, env: Mapping[str, str] = os.environ, mspe_home: Path | None = None
-) -> str:
-    """Picks the storage URL: explicit ``storage.url`` > ``$MSPE_STORAGE_URL`` > default.
-
-    Args:
-        cfg_url: ``storage.url`` from the config; ``None`` or empty when unset.
-        env: Environment to read ``MSPE_STORAGE_URL`` (and ``MSPE_HOME``) from.
-        mspe_home: State root for the default; ``$MSPE_HOME`` or ``./mspe_home`` if ``None``.
-
-    Returns:
-        The URL (unmasked: never log it without :func:`mask_url`).
-    """
-    if cfg_url:
-        return cfg_url
-    if env.get(ENV_VAR):
-        return env[ENV_VAR]
-    home = mspe_home if mspe_home is not None else Path(env.get("MSPE_HOME") or "./mspe_home")
-    return default_storage_url(home)
 
 
 def mask_url(url: str) -> str:

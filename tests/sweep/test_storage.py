@@ -17,7 +17,6 @@ from mspe_sweep.sweep.storage import (
     create_study_once,
     default_storage_url,
     mask_url,
-    resolve_storage_url,
 )
 
 
@@ -28,15 +27,6 @@ def _study(storage, name="s", direction="minimize"):
 
 def test_default_url_is_absolute_sqlite_under_home(tmp_path):
     assert default_storage_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/optuna.db"
-
-
-def test_resolve_prefers_explicit_then_env_then_default(tmp_path):
-    env = {"MSPE_STORAGE_URL": "postgresql://u:p@h/db", "MSPE_HOME": str(tmp_path)}
-    assert resolve_storage_url("sqlite:///x.db", env) == "sqlite:///x.db"
-    assert resolve_storage_url(None, env) == "postgresql://u:p@h/db"
-    assert resolve_storage_url("", {"MSPE_HOME": str(tmp_path)}) == default_storage_url(tmp_path)
-    assert resolve_storage_url(None, {}, mspe_home=tmp_path / "h") == default_storage_url(
-        tmp_path / "h")
 
 
 @pytest.mark.parametrize(("url", "masked"), [
