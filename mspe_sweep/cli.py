@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Callable, Sequence
 
 from mspe_sweep.config import group_options
 from mspe_sweep.errors import UserError
+from mspe_sweep.text import mask_secrets
 from mspe_sweep.training import NonFiniteLossError
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 1
 EXIT_INTERRUPTED = 130
-CREDENTIALS = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 
 def groups_help() -> str:
@@ -48,7 +47,7 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
                             "(see --help)")
         body(args)
     except UserError as exc:
-        print(f"error: {mask_credentials(str(exc))}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except NonFiniteLossError as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
@@ -57,11 +56,6 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-def mask_credentials(text: str) -> str:
-    """Hide the password of every ``scheme://user:password@host`` in a message."""
-    return CREDENTIALS.sub(r"\1***@", text)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -19,7 +19,7 @@ from mspe_sweep.sweep.driver import ATTR_N_TRIALS, ATTR_PARENT_RUN, open_storage
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.reporting import leaderboard, summary
 from mspe_sweep.sweep.spec import find_study_file
-from mspe_sweep.sweep.storage import mask_url
+from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import build_tracker
 
 USAGE = """\

@@ -46,9 +46,9 @@ from mspe_sweep.sweep.storage import (
     build_storage,
     create_study_once,
     default_storage_url,
-    mask_url,
 )
 from mspe_sweep.sweep.worker import Worker, WorkerLimits
+from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import Tracker, build_tracker
 from mspe_sweep.training import get_metrics
 

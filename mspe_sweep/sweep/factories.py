@@ -35,7 +35,8 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.space import discrete_values, one_line
+from mspe_sweep.sweep.space import discrete_values
+from mspe_sweep.text import one_line
 
 _MEDIAN_DEFAULTS = {"n_startup_trials": 5, "n_warmup_steps": 5}
 

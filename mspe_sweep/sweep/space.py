@@ -48,6 +48,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from mspe_sweep.text import one_line
+
 if TYPE_CHECKING:
     import optuna
 
@@ -60,11 +62,6 @@ _PARSER = OverridesParser.create()
 
 class GrammarError(ValueError):
     """A grammar string that does not describe a valid search dimension (one-line message)."""
-
-
-def one_line(text: object) -> str:
-    """Collapses a (possibly multi-line) message into one line."""
-    return " ".join(str(text).split())
 
 
 def parse_distribution(key: str, text: str) -> BaseDistribution:

@@ -36,12 +36,12 @@ from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from mspe_sweep.errors import UserError
+from mspe_sweep.text import one_line
 from mspe_sweep.sweep import factories
 from mspe_sweep.sweep.factories import ComponentSpec
 from mspe_sweep.sweep.space import (
     GrammarError,
     discrete_values,
-    one_line,
     parse_distribution,
     parse_when,
 )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import sqlite3
 import time
 import warnings
@@ -29,11 +28,10 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from sqlalchemy.engine import make_url
 
 from mspe_sweep.errors import UserError
+from mspe_sweep.text import mask_url, one_line
 
 VALID_SCHEMES = ("sqlite:///<path>", "postgresql://user:pw@host:port/db",
                  "postgresql+psycopg://...")
-_SECRET_QUERY = re.compile(r"([?&;](?:password|passwd|pwd|pass|secret|token|sslpassword)=)"
-                           r"[^&;#]*", re.IGNORECASE)
 _SQLITE_TIMEOUT_S = 60
 _SETUP_ATTEMPTS = 8
 _log = logging.getLogger(__name__)
@@ -44,35 +42,13 @@ def default_storage_url(mspe_home: Path) -> str:
     return f"sqlite:///{(Path(mspe_home) / 'optuna.db').resolve()}"
 
 
-def mask_url(url: str) -> str:
-    """Replaces the password of a database URL with ``***``, also in its query string.
-
-    Works on text that SQLAlchemy cannot parse as well (a password holding ``@`` or ``/``):
-    the user-info part is everything up to the last ``@`` before the query string.
-    """
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        head, qmark, query = rest.partition("?")
-        userinfo, at, host = head.rpartition("@")
-        if at and ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        rest = f"{userinfo}{at}{host}{qmark}{query}"
-        url = f"{scheme}{sep}{rest}"
-    return _SECRET_QUERY.sub(r"\1***", url)
-
-
-def _one_line(text: object) -> str:
-    """Collapses a (possibly multi-line) message into one line."""
-    return " ".join(str(text).split())
-
-
 def _hide(text: str, url: str) -> str:
     """Masks the URL's password wherever it appears inside a driver message."""
     try:
         password = make_url(url).password
     except sqlalchemy.exc.ArgumentError:
         password = None
-    text = _one_line(text).replace(url, mask_url(url))
+    text = one_line(text).replace(url, mask_url(url))
     return text.replace(str(password), "***") if password else text
 
 
@@ -109,7 +85,7 @@ def _prepare_sqlite(url: str) -> dict:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.close()
         except (OSError, sqlite3.Error) as exc:
-            reason = _one_line(exc)
+            reason = one_line(exc)
             raise UserError(f"storage.url: cannot open {mask_url(url)!r}: {reason}") from exc
     return {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
 

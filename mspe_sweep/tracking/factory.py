@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from mspe_sweep.errors import UserError
+from mspe_sweep.text import mask_url
 from mspe_sweep.tracking.base import Tracker
 
 BACKENDS = ("none", "local", "server")
@@ -46,6 +47,5 @@ def build_tracker(backend: str, uri: str | None, mspe_home: Path, *,
                             f"(got {uri!r})")
         tracking_uri, artifact_root, probe, interval = uri, None, http_probe(uri), 60.0
     set_env_defaults(http=backend == "server")
-    shown = re.sub(r"//[^/@]*@", "//***@", tracking_uri)
-    guard = Guard(shown, probe, probe_interval if probe_interval is not None else interval)
+    guard = Guard(mask_url(tracking_uri), probe, probe_interval if probe_interval is not None else interval)
     return MlflowTracker(MlflowClient(tracking_uri=tracking_uri), guard, artifact_root)

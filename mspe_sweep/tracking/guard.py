@@ -20,6 +20,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
+from mspe_sweep.text import one_line
+
 log = logging.getLogger("mspe_sweep.tracking")
 
 # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) would stall a training loop
@@ -135,9 +137,9 @@ class Guard:
 
     def _failed(self, what: str, exc: Exception) -> None:
         if not is_outage(exc):
-            level = logging.DEBUG if _one_line(exc) in self._seen else logging.WARNING
-            self._seen.add(_one_line(exc))
-            log.log(level, "MLflow: %s failed and was skipped: %s", what, _one_line(exc))
+            level = logging.DEBUG if _describe(exc) in self._seen else logging.WARNING
+            self._seen.add(_describe(exc))
+            log.log(level, "MLflow: %s failed and was skipped: %s", what, _describe(exc))
             return
         if self.down_since is None:
             self.outages += 1
@@ -146,14 +148,11 @@ class Guard:
             log.warning(
                 "MLflow tracking at %s is unreachable (%s failed: %s). Trials go on: Optuna's "
                 "storage keeps every trial, its params and values; MLflow logging is paused "
-                "and re-tried every %.0f s.", self.uri, what, _one_line(exc),
+                "and re-tried every %.0f s.", self.uri, what, _describe(exc),
                 self.probe_interval)
         else:
-            log.debug("MLflow still unreachable: %s failed: %s", what, _one_line(exc))
+            log.debug("MLflow still unreachable: %s failed: %s", what, _describe(exc))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > 300:  # keep the root cause, which HTTP clients put at the end
-        text = f"{text[:140]} ... {text[-160:]}"
-    return f"{type(exc).__name__}: {text}"
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {one_line(exc, limit=300)}"

@@ -1,4 +1,4 @@
-"""Storage URLs, password masking, SQLite WAL + heartbeat storage, racing study creation."""
+"""Storage URLs, SQLite WAL + heartbeat storage, racing study creation."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from mspe_sweep.sweep.storage import (
     build_storage,
     create_study_once,
     default_storage_url,
-    mask_url,
 )
 
 
@@ -27,20 +26,6 @@ def _study(storage, name="s", direction="minimize"):
 
 def test_default_url_is_absolute_sqlite_under_home(tmp_path):
     assert default_storage_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/optuna.db"
-
-
-@pytest.mark.parametrize(("url", "masked"), [
-    ("postgresql+psycopg://mspe:s3cret@db-host:5432/mspe",
-     "postgresql+psycopg://mspe:***@db-host:5432/mspe"),
-    ("postgresql://mspe:p@ss/w0rd@db:5432/mspe", "postgresql://mspe:***@db:5432/mspe"),
-    ("postgresql://mspe@db/mspe", "postgresql://mspe@db/mspe"),
-    ("postgresql://db/mspe?user=u&password=hunter2&sslmode=require",
-     "postgresql://db/mspe?user=u&password=***&sslmode=require"),
-    ("postgresql://u:pw@db/mspe?password=pw2", "postgresql://u:***@db/mspe?password=***"),
-    ("sqlite:////home/me/mspe_home/optuna.db", "sqlite:////home/me/mspe_home/optuna.db"),
-])
-def test_mask_url_hides_passwords(url, masked):
-    assert mask_url(url) == masked
 
 
 def test_sqlite_storage_is_wal_with_heartbeat_and_retry(tmp_path):
