@@ -24,13 +24,16 @@ def groups_help() -> str:
     )
 
 
-def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[str] | None) -> int:
+def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[str] | None,
+                show_config: Callable[[list[str]], str] | None = None) -> int:
     """Run an entry point's body on its ``key=value`` arguments and map outcomes to exit codes.
 
     Args:
         body: Receives the override strings; raises :class:`UserError` for user mistakes.
         usage: Printed for ``-h`` / ``--help``.
         argv: Arguments without the program name; ``None`` means ``sys.argv[1:]``.
+        show_config: For Hydra's ``--cfg job``: returns the composed config (YAML) for the
+            override strings, which is printed instead of running ``body``.
 
     Returns:
         0 on success, 2 for a user error (printed as one line), 130 when interrupted.
@@ -41,11 +44,15 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
         return EXIT_OK
     configure_logging()
     try:
+        wants_config, args = take_cfg_flag(args, show_config is not None)
         flags = [arg for arg in args if arg.startswith("-")]
         if flags:
             raise UserError(f"unknown option {flags[0]!r}: arguments are key=value overrides "
                             "(see --help)")
-        body(args)
+        if wants_config:
+            print(show_config(args).rstrip())
+        else:
+            body(args)
     except UserError as exc:
         print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -56,6 +63,29 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def take_cfg_flag(args: list[str], supported: bool) -> tuple[bool, list[str]]:
+    """Take Hydra's ``--cfg job`` (also ``--cfg=job``, ``-c job``) out of the arguments.
+
+    Raises:
+        UserError: ``--cfg`` on a command without a config to show, or another value than
+            ``job`` (Hydra's ``hydra`` and ``all`` describe Hydra's own runtime, which we do
+            not use).
+    """
+    for index, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name not in ("--cfg", "-c"):
+            continue
+        if not eq:
+            value = args[index + 1] if index + 1 < len(args) else ""
+        if not supported:
+            raise UserError(f"{name}: this command has no config to show (see --help)")
+        if value != "job":
+            raise UserError(f"{name} {value}: only '{name} job' is supported (prints the "
+                            "composed config and exits)")
+        return True, args[:index] + args[index + (1 if eq else 2):]
+    return False, args
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -19,6 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mspe_sweep.errors import UserError
 from mspe_sweep.schema import RunConfig
+from mspe_sweep.text import one_line
+from mspe_sweep.validation import section_key, validate_run_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -54,9 +56,12 @@ def compose_run_config(overrides: Sequence[str] = ()) -> DictConfig:
         The composed config, typed by :class:`mspe_sweep.schema.RunConfig` and read-only.
 
     Raises:
-        UserError: an unknown group option or key, a bad override or a wrong value type.
+        UserError: an unknown group option or key, a bad override, a wrong value type, or a
+            value its rule or factory rejects (:mod:`mspe_sweep.validation`).
     """
-    return compose_typed(RUN_CONFIG, overrides, RunConfig)
+    cfg = compose_typed(RUN_CONFIG, overrides, RunConfig)
+    validate_run_config(cfg)
+    return cfg
 
 
 def compose_typed(config_name: str, overrides: Sequence[str], schema: type) -> DictConfig:
@@ -81,6 +86,12 @@ def describe_config_error(exc: Exception) -> str:
         group, option = missing_option.groups()
         valid = ", ".join(group_options([group])[group])
         return f"{group}={option}: no such option in configs/{group}/ (valid: {valid})"
+    given_to_section = re.search(r"is not a subclass of (\w+)\. value: (.*)", text)
+    section = section_key(given_to_section.group(1)) if given_to_section else None
+    if section:
+        (key, first), value = section, given_to_section.group(2).strip()
+        return (f"{key}={value}: {key} is a group of keys, not a value; set one of them "
+                f"instead, e.g. {key}.{first}={value}")
     not_in_struct = re.search(r"Could not (?:override|append to) '([\w.]+)'", text)
     if not_in_struct:
         return f"{not_in_struct.group(1)}: no such key in the config (see configs/)"
@@ -111,6 +122,12 @@ def from_yaml(text: str, source: str, overrides: Sequence[str] = ()) -> DictConf
         changes = OmegaConf.from_dotlist(list(overrides))
         typed = OmegaConf.merge(OmegaConf.structured(RunConfig), loaded, changes)
     except (OmegaConfBaseException, ValueError) as exc:
-        raise UserError(f"{source}: stored config is not a valid run config ({exc})") from None
+        reason = describe_config_error(exc) if isinstance(exc, OmegaConfBaseException) else exc
+        raise UserError(f"{source}: stored config is not a valid run config: "
+                        f"{one_line(reason)}") from None
+    try:
+        validate_run_config(typed)
+    except UserError as exc:
+        raise UserError(f"{source}: stored config is not a valid run config: {exc}") from None
     OmegaConf.set_readonly(typed, True)
     return typed

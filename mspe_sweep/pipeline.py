@@ -151,8 +151,7 @@ def train_from_config(cfg: DictConfig, run_dir: Path, *, callbacks: Sequence = (
         The run's :class:`TrainResult`.
     """
     t = cfg.training
-    if t.monitor_mode not in ("min", "max"):
-        raise UserError(f"training.monitor_mode={t.monitor_mode}: valid values are min, max")
+    device = resolve_device(cfg.device)  # before anything is built or written
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(to_yaml(cfg))
     set_seed(t.seed, deterministic=t.deterministic)
@@ -161,7 +160,8 @@ def train_from_config(cfg: DictConfig, run_dir: Path, *, callbacks: Sequence = (
     train_loader, val_loader, test_loader = build_loaders(cfg, dataset)
     model = build_model(cfg, dataset)
     num_params = log_model_info(model)["total"]
-    trainer = build_trainer(cfg, model, len(train_loader), run_dir=run_dir, callbacks=callbacks)
+    trainer = build_trainer(cfg, model, len(train_loader), run_dir=run_dir, callbacks=callbacks,
+                            device=device)
     try:
         history = trainer.fit(
             train_loader, val_loader, epochs=t.epochs, metric_for_best=t.monitor,

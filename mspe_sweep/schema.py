@@ -2,63 +2,92 @@
 
 Hydra composes plain YAML; merging the result into these dataclasses is what turns a typo
 (`training.epoch=3`) or a wrong type (`training.epochs=abc`) into a one-line error before any
-work starts. Choices that are not types (e.g. ``pooling: sum | mean``) are validated by the
-factories that consume them, which list the valid options.
+work starts. Each field's ``rule`` adds what a type cannot say: a range, finiteness, or the
+valid options, named by the factory that owns them (``"module:NAME"``, imported only when a
+config is checked, so this module stays free of torch). :mod:`mspe_sweep.validation` applies
+the rules, before any dataset is built, run directory made or study storage opened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value must satisfy beyond its type (``None`` passes where the type allows it).
+
+    Attributes:
+        ge, gt, le, lt: Bounds (numbers); floats must also be finite.
+        options: The valid values: ``"module:NAME"`` of a sequence, a mapping (its keys) or a
+            function returning either; a leading ``"|"`` gives literal options
+            (``"|min|max"``).
+        pattern: A regular expression the whole value must match, with ``hint`` as the
+            description of valid values.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    options: str | None = None
+    pattern: str | None = None
+    hint: str | None = None
+
+
+def rule(default: Any, **checks: Any) -> Any:
+    """A dataclass field with a default and a :class:`Rule` in its metadata."""
+    return field(default=default, metadata={"rule": Rule(**checks)})
 
 
 @dataclass
 class DatasetConfig:
-    name: str = "zinc"
+    name: str = rule("zinc", options="mspe_sweep.dataset.factory:DATASETS")
     root: str = "data"
     offline_fallback: bool = True
-    seed: int = 0
-    train_size: Optional[int] = None
-    val_size: Optional[int] = None
-    test_size: Optional[int] = None
+    seed: int = rule(0, ge=0)
+    train_size: Optional[int] = rule(None, ge=1)
+    val_size: Optional[int] = rule(None, ge=1)
+    test_size: Optional[int] = rule(None, ge=1)
 
 
 @dataclass
 class ModelConfig:
-    name: str = "graph_transformer"
-    hidden_dim: int = 64
-    num_layers: int = 10
-    heads: int = 4
-    dropout: float = 0.0
-    attn_dropout: float = 0.5
-    pooling: str = "sum"
-    pe_combine: str = "concat"
-    lap_encoder: str = "linear"
-    norm: str = "batch"
+    name: str = rule("graph_transformer", options="mspe_sweep.models.factory:MODELS")
+    hidden_dim: int = rule(64, ge=1)
+    num_layers: int = rule(10, ge=1)
+    heads: int = rule(4, ge=1)
+    dropout: float = rule(0.0, ge=0, lt=1)
+    attn_dropout: float = rule(0.5, ge=0, lt=1)
+    pooling: str = rule("sum", options="mspe_sweep.models.graph_transformer:POOLINGS")
+    pe_combine: str = rule("concat", options="mspe_sweep.models.node_encoder:PE_COMBINES")
+    lap_encoder: str = rule("linear", options="mspe_sweep.models.encoders:LAP_ENCODERS")
+    norm: str = rule("batch", options="mspe_sweep.models.layers:NORMS")
 
 
 @dataclass
 class LapConfig:
-    k: int = 0
+    k: int = rule(0, ge=0)
 
 
 @dataclass
 class RwseConfig:
-    steps: int = 0
-    scale: str = "linear"
+    steps: int = rule(0, ge=0)
+    scale: str = rule("linear", options="mspe_sweep.dataset.encodings:RWSE_SCALES")
 
 
 @dataclass
 class HeatConfig:
-    num_times: int = 0
-    t_min: float = 0.1
-    t_max: float = 10.0
+    num_times: int = rule(0, ge=0)
+    t_min: float = rule(0.1, gt=0)
+    t_max: float = rule(10.0, gt=0)
 
 
 @dataclass
 class PEConfig:
     name: str = "none"
-    dim: int = 16
+    dim: int = rule(16, ge=1)
     lap: LapConfig = field(default_factory=LapConfig)
     rwse: RwseConfig = field(default_factory=RwseConfig)
     heat: HeatConfig = field(default_factory=HeatConfig)
@@ -66,32 +95,33 @@ class PEConfig:
 
 @dataclass
 class OptimizerConfig:
-    type: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
+    type: str = rule("adamw", options="mspe_sweep.training.optimizer:OPTIMIZERS")
+    lr: float = rule(1e-3, gt=0)
+    weight_decay: float = rule(1e-5, ge=0)
 
 
 @dataclass
 class SchedulerConfig:
-    type: str = "cosine_warmup"
-    warmup_epochs: int = 5
-    min_lr: float = 1e-6
+    type: str = rule("cosine_warmup", options="mspe_sweep.training.scheduler:SCHEDULERS")
+    warmup_epochs: int = rule(5, ge=0)
+    min_lr: float = rule(1e-6, ge=0)
 
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 100
-    batch_size: int = 32
-    grad_clip: Optional[float] = 1.0
+    epochs: int = rule(100, ge=1)
+    batch_size: int = rule(32, ge=1)
+    grad_clip: Optional[float] = rule(1.0, gt=0)
     mixed_precision: bool = False
-    early_stopping: Optional[int] = 20
-    accumulation_steps: int = 1
-    seed: int = 0
+    early_stopping: Optional[int] = rule(20, ge=1)
+    accumulation_steps: int = rule(1, ge=1)
+    # numpy seeds are 32-bit; a sweep derives trial seeds below 2**31.
+    seed: int = rule(0, ge=0, lt=2**32)
     deterministic: bool = False
-    monitor: str = "val/mae"
-    monitor_mode: str = "min"
-    loss: str = "mae"
-    num_workers: int = 0
+    monitor: str = rule("val/mae", options="mspe_sweep.validation:monitor_options")
+    monitor_mode: str = rule("min", options="|min|max")
+    loss: str = rule("mae", options="mspe_sweep.validation:loss_options")
+    num_workers: int = rule(0, ge=0)
     progress: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -105,7 +135,8 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     pe: PEConfig = field(default_factory=PEConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    device: str = "auto"
+    device: str = rule("auto", pattern=r"auto|cpu|cuda(:\d+)?|mps",
+                       hint="auto, cpu, cuda, cuda:N, mps")
 
 
 @dataclass

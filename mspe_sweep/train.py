@@ -27,6 +27,7 @@ usage: python -m mspe_sweep.train [group=option ...] [key=value ...]
 Trains one run from configs/train.yaml and writes best.pt, last.pt, config.yaml and
 results.json to $MSPE_HOME/runs/train/<id>/. resume=<last.pt> continues an interrupted run
 with the config stored in the checkpoint (overrides given with it apply on top).
+--cfg job prints the composed, validated config and exits (trains nothing).
 
 config groups:
 {groups_help()}
@@ -49,15 +50,27 @@ def train(overrides: Sequence[str]) -> TrainResult:
         cfg = compose_run_config(overrides)
         run_dir = new_run_dir(mspe_home())
     else:
-        if not resume_from.is_file():
-            raise UserError(f"resume={resume_from}: no such checkpoint file (give a run's "
-                            "last.pt)")
-        cfg = resumed_config(resume_from, overrides)
+        cfg = resumed_config(checked_checkpoint(opts["resume"]), overrides)
         run_dir = resume_from.parent
     log.info("MSPE_HOME: %s", mspe_home())
     result = train_from_config(cfg, run_dir, resume_from=resume_from)
     print(format_result(result))
     return result
+
+
+def composed_config(overrides: Sequence[str]) -> str:
+    """What ``train --cfg job`` prints: the resolved run config, validated, as YAML."""
+    opts, overrides = split_key_value(overrides, ("resume",))
+    if "resume" in opts:
+        return to_yaml(resumed_config(checked_checkpoint(opts["resume"]), overrides))
+    return to_yaml(compose_run_config(overrides))
+
+
+def checked_checkpoint(path: str) -> Path:
+    """The ``resume=`` checkpoint, which must be a file."""
+    if not Path(path).is_file():
+        raise UserError(f"resume={path}: no such checkpoint file (give a run's last.pt)")
+    return Path(path)
 
 
 def resumed_config(checkpoint: Path, overrides: Sequence[str]) -> DictConfig:
@@ -86,7 +99,7 @@ def format_result(result: TrainResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(train, USAGE, argv)
+    return run_command(train, USAGE, argv, show_config=composed_config)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from mspe_sweep.text import mask_url
 from mspe_sweep.tracking.base import Tracker
 
 BACKENDS = ("none", "local", "server")
+# The SQLAlchemy dialects MLflow's database store supports (a "+driver" suffix is allowed).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 def build_tracker(backend: str, uri: str | None, mspe_home: Path, *,
@@ -17,35 +19,67 @@ def build_tracker(backend: str, uri: str | None, mspe_home: Path, *,
     """The tracker for ``tracking=<backend>``.
 
     Args:
-        backend: ``none`` (no-op), ``local`` (``sqlite:///<mspe_home>/mlflow.db``, artifacts
-            in ``<mspe_home>/mlartifacts``; ``uri`` is ignored) or ``server`` (``uri``).
-        uri: The tracking server, ``http(s)://host:port``.
+        backend: ``none`` (no-op), ``local`` (an MLflow database, no server: ``uri`` or by
+            default ``sqlite:///<mspe_home>/mlflow.db``) or ``server`` (``uri``).
+        uri: The MLflow database (``local``) or the tracking server, ``http(s)://host:port``
+            (``server``).
         mspe_home: The state root.
         probe_interval: Seconds between re-tries while tracking is down (default 60 for a
-            server, 10 for the local database).
+            server, 10 for a database).
 
     Raises:
-        UserError: Unknown backend, or ``server`` without an http(s) URI.
+        UserError: Unknown backend, or a URI the backend cannot use.
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown tracking backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "none":
         return Tracker()
+    tracking_uri, artifact_root = tracking_location(backend, uri, mspe_home)
     # MLflow is imported only for a real backend (it takes seconds).
     from mlflow.tracking import MlflowClient
 
     from mspe_sweep.tracking.guard import Guard, http_probe, set_env_defaults
     from mspe_sweep.tracking.tracker import MlflowTracker
 
-    if backend == "local":
-        mspe_home.mkdir(parents=True, exist_ok=True)
-        tracking_uri = f"sqlite:///{(mspe_home / 'mlflow.db').resolve()}"
-        artifact_root, probe, interval = mspe_home / "mlartifacts", None, 10.0
-    else:
+    probe = http_probe(tracking_uri) if backend == "server" else None
+    interval = 60.0 if backend == "server" else 10.0
+    set_env_defaults(http=backend == "server")
+    guard = Guard(mask_url(tracking_uri), probe,
+                  probe_interval if probe_interval is not None else interval)
+    return MlflowTracker(MlflowClient(tracking_uri=tracking_uri), guard, artifact_root)
+
+
+def tracking_location(backend: str, uri: str | None, mspe_home: Path) -> tuple[str, Path | None]:
+    """The tracking URI a backend uses and where new experiments keep their artifacts.
+
+    ``local`` takes any MLflow database URI; artifacts go beside a SQLite file
+    (``<its folder>/mlartifacts``) or, for a database server, to ``<mspe_home>/mlartifacts``.
+    ``server`` takes ``http(s)://``; the server decides where artifacts go.
+
+    Raises:
+        UserError: A URI of the wrong kind for the backend, named with its password masked.
+    """
+    if backend == "server":
         if not uri or not re.match(r"https?://", uri):
             raise UserError(f"tracking=server needs tracking.uri=http://<host>:<port> "
-                            f"(got {uri!r})")
-        tracking_uri, artifact_root, probe, interval = uri, None, http_probe(uri), 60.0
-    set_env_defaults(http=backend == "server")
-    guard = Guard(mask_url(tracking_uri), probe, probe_interval if probe_interval is not None else interval)
-    return MlflowTracker(MlflowClient(tracking_uri=tracking_uri), guard, artifact_root)
+                            f"(got {mask_url(str(uri))!r})")
+        return uri, None
+    uri = uri or f"sqlite:///{(mspe_home / 'mlflow.db').resolve()}"
+    scheme = uri.partition("://")[0].partition("+")[0]
+    if scheme not in DATABASE_SCHEMES or "://" not in uri:
+        raise UserError(f"tracking=local: tracking.uri={mask_url(uri)!r} is not an MLflow "
+                        f"database URI (valid: sqlite:///<path>, "
+                        "postgresql+psycopg://<user>:<password>@<host>/<db>, mysql://..., "
+                        "mssql://...; for a tracking server use tracking=server)")
+    if scheme != "sqlite":
+        return uri, mspe_home / "mlartifacts"
+    database = Path(uri.partition(":///")[2].partition("?")[0])
+    if not database.name:
+        raise UserError(f"tracking=local: tracking.uri={uri!r} names no database file "
+                        "(valid: sqlite:///<path>/mlflow.db)")
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"tracking.uri={uri!r}: cannot create {database.parent}: "
+                        f"{exc.strerror}") from None
+    return uri, database.parent / "mlartifacts"

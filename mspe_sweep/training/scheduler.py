@@ -7,12 +7,15 @@ epoch with the monitored validation value).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau, StepLR
 
 __all__ = ["get_scheduler", "WarmupCosineLR", "SCHEDULERS"]
+
+log = logging.getLogger(__name__)
 
 SCHEDULERS = ("cosine_warmup", "step", "constant", "plateau")
 
@@ -90,8 +93,9 @@ def get_scheduler(
     """Build a learning-rate scheduler; arguments a type does not use are ignored.
 
     Types:
-        ``cosine_warmup``: :class:`WarmupCosineLR`; needs ``total_epochs``
-        (> ``warmup_epochs``). With ``steps_per_epoch`` (optimizer steps per epoch, i.e.
+        ``cosine_warmup``: :class:`WarmupCosineLR`; needs ``total_epochs``. A warmup at
+        least as long as the run is allowed (a smoke run of 1 epoch): the lr then ramps up
+        over the whole run and never decays, and one warning says so. With ``steps_per_epoch`` (optimizer steps per epoch, i.e.
         ``ceil(batches / accumulation_steps)``) it advances every optimizer step for a smooth
         warmup (``interval="step"``), otherwise once per epoch.
         ``constant``: the base lr, after an optional linear warmup of ``warmup_epochs``.
@@ -116,8 +120,8 @@ def get_scheduler(
         A scheduler with an ``interval`` attribute (``"epoch"`` or ``"step"``).
 
     Raises:
-        ValueError: On an unknown type, a missing required argument, or
-            ``warmup_epochs >= total_epochs``.
+        ValueError: On an unknown type, a missing required argument, a negative length, or
+            a cosine floor ``min_lr`` above the optimizer's lr.
     """
     key = scheduler_type.lower()
     if key not in SCHEDULERS:
@@ -133,10 +137,15 @@ def get_scheduler(
 
     if key == "cosine_warmup":
         _require(key, total_epochs=total_epochs)
+        if total_epochs < 1:
+            raise ValueError(f"total_epochs must be >= 1, got {total_epochs}")
+        peak = max(group["lr"] for group in optimizer.param_groups)
+        if min_lr > peak:
+            raise ValueError(f"min_lr ({min_lr}) must be <= the optimizer's lr ({peak})")
         if warmup_epochs >= total_epochs:
-            raise ValueError(
-                f"warmup_epochs ({warmup_epochs}) must be < total_epochs ({total_epochs})"
-            )
+            log.warning("warmup (%s epochs) is not shorter than the run (%s epochs): the "
+                        "learning rate ramps up over the whole run and never decays",
+                        warmup_epochs, total_epochs)
         return WarmupCosineLR(
             optimizer,
             warmup=round(warmup_epochs * unit),

@@ -61,6 +61,22 @@ def test_constant_with_optional_warmup_and_step():
     assert _lrs(step, 5) == pytest.approx([1, 1, 0.5, 0.5, 0.25])
 
 
+@pytest.mark.parametrize("warmup", [3, 5])
+def test_warmup_as_long_as_the_run_ramps_over_the_whole_run(warmup, caplog):
+    with caplog.at_level("WARNING", logger="mspe_sweep.training"):
+        scheduler = get_scheduler(_optimizer(), "cosine_warmup", total_epochs=3,
+                                  warmup_epochs=warmup)
+    assert _lrs(scheduler, 3) == pytest.approx([(t + 1) / (warmup + 1) for t in range(3)])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "ramps up over the whole run" in warnings[0]
+
+
+def test_warmup_shorter_than_the_run_does_not_warn(caplog):
+    with caplog.at_level("WARNING", logger="mspe_sweep.training"):
+        get_scheduler(_optimizer(), "cosine_warmup", total_epochs=3, warmup_epochs=2)
+    assert not caplog.records
+
+
 def test_plateau_is_epoch_interval():
     scheduler = get_scheduler(_optimizer(), "plateau", patience=3, gamma=0.2, mode="max")
     assert scheduler.interval == "epoch" and scheduler.mode == "max"
@@ -69,7 +85,8 @@ def test_plateau_is_epoch_interval():
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"scheduler_type": "cosine_warmup"}, "total_epochs"),
-    ({"scheduler_type": "cosine_warmup", "total_epochs": 5, "warmup_epochs": 5}, "warmup_epochs"),
+    ({"scheduler_type": "cosine_warmup", "total_epochs": 5, "warmup_epochs": -1}, "warmup_epochs"),
+    ({"scheduler_type": "cosine_warmup", "total_epochs": 5, "min_lr": 2.0}, "min_lr"),
     ({"scheduler_type": "step"}, "step_size"),
     ({"scheduler_type": "linear"}, "cosine_warmup, step, constant, plateau"),
     ({"scheduler_type": "constant", "steps_per_epoch": 0}, "steps_per_epoch"),
