@@ -15,8 +15,9 @@ from omegaconf import OmegaConf
 from mspe_sweep.cli import run_command, split_key_value
 from mspe_sweep.config import STUDIES_DIR, mspe_home
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.driver import ATTR_N_TRIALS, ATTR_PARENT_RUN, open_storage, parse_args
+from mspe_sweep.sweep.driver import open_storage, parse_args
 from mspe_sweep.sweep.plots import write_study_plots
+from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import leaderboard, summary
 from mspe_sweep.sweep.spec import find_study_file
 from mspe_sweep.text import mask_url
@@ -56,12 +57,13 @@ def report(args: Sequence[str]) -> str:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         raise UserError(missing.format(mask_url(url))) from None
-    n_trials = (driver.study.n_trials or study.user_attrs.get(ATTR_N_TRIALS)
+    record = StudyRecord(study)
+    n_trials = (driver.study.n_trials or record.n_trials
                 or int(declared.get("n_trials", 0)))
     text = leaderboard(study, metric, top=int(top)) if top else summary(study, metric, n_trials)
     print(text, flush=True)
     files = write_study_plots(study, mspe_home() / "runs" / name / "plots")
-    parent = study.user_attrs.get(ATTR_PARENT_RUN)
+    parent = record.parent_run_id
     if parent and driver.tracking.backend != "none":
         tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
         tracker.finish_study(parent, files, status=None)

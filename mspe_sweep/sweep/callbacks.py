@@ -12,6 +12,7 @@ from typing import Mapping
 
 import optuna
 
+from mspe_sweep.sweep.records import RunningTrial
 from mspe_sweep.training import Callback
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class PruningCallback(Callback):
     def on_eval_epoch_end(self, trainer, epoch: int, metrics: Mapping[str, float]) -> None:
         self._report(metric_value(metrics, self.monitor), epoch)
         if self.trial.should_prune():
-            self.trial.set_user_attr("epochs_run", epoch)
+            RunningTrial(self.trial).set_epochs_run(epoch)
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     def _report(self, value: float, epoch: int) -> None:

@@ -34,6 +34,7 @@ from mspe_sweep.sweep.factories import build_pruner, build_sampler
 from mspe_sweep.sweep.launcher import launch_workers, worker_index
 from mspe_sweep.sweep.objective import Objective, derive_seed
 from mspe_sweep.sweep.plots import write_study_plots
+from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import (
     best_trial,
     budget_done,
@@ -55,9 +56,6 @@ from mspe_sweep.training import get_metrics
 log = logging.getLogger(__name__)
 
 DRIVER_KEYS = ("study", "storage", "tracking", "workers", "trials_per_gpu")
-ATTR_IDENTITY = "identity"
-ATTR_PARENT_RUN = "mlflow_parent_run_id"
-ATTR_N_TRIALS = "n_trials"
 
 
 @dataclass
@@ -155,9 +153,10 @@ def study_identity(spec: StudySpec, fingerprint: str, run_overrides: Sequence[st
 
 def check_identity(study: optuna.Study, identity: dict, force: bool) -> None:
     """Store the identity on a new study; refuse to resume one whose identity changed."""
-    stored = study.user_attrs.get(ATTR_IDENTITY)
+    record = StudyRecord(study)
+    stored = record.identity
     if stored is None or force:
-        study.set_user_attr(ATTR_IDENTITY, identity)
+        record.set_identity(identity)
         return
     if stored.get("hash") == identity["hash"]:
         return
@@ -187,7 +186,7 @@ def open_sweep(args: Sequence[str]) -> Sweep:
     check_identity(study, study_identity(spec, dataset.fingerprint, run_overrides),
                    driver.study.force)
     if worker_index() is None:
-        study.set_user_attr(ATTR_N_TRIALS, spec.n_trials)  # what `report` shows as the budget
+        StudyRecord(study).set_n_trials(spec.n_trials)  # what `report` shows as the budget
     return Sweep(driver=driver, spec=spec, run_overrides=run_overrides, storage_url=url,
                  study=study, base_cfg=base_cfg, data_source=dataset.source,
                  fingerprint=dataset.fingerprint, tracker=tracker)
@@ -290,11 +289,12 @@ def run_study(args: Sequence[str]) -> StudyResult:
 def open_tracking(sweep: Sweep, publish: bool) -> tuple[Tracker, str | None]:
     """The tracker and the study's parent run (created once; its id kept in the study)."""
     tracking, tracker = sweep.driver.tracking, sweep.tracker
-    stored = sweep.study.user_attrs.get(ATTR_PARENT_RUN)
+    record = StudyRecord(sweep.study)
+    stored = record.parent_run_id
     parent = tracker.start_study(sweep.spec.name, stored, sweep.spec.to_dict(),
                                  to_yaml(sweep.base_cfg))
     if publish and parent and parent != stored:
-        sweep.study.set_user_attr(ATTR_PARENT_RUN, parent)
+        record.set_parent_run_id(parent)
     if publish and tracking.backend != "none":
         print(f"tracking: {tracking.backend} {mask_url(str(tracking.uri))}", flush=True)
     return tracker, parent

@@ -14,38 +14,17 @@ from pathlib import Path
 from typing import Sequence
 
 import optuna
-from optuna.trial import FrozenTrial
 
 from mspe_sweep.config import compose_run_config
 from mspe_sweep.pipeline import CONFIG_FILE, TrainResult, train_from_config
 from mspe_sweep.sweep.callbacks import EpochProgress, PruningCallback
+from mspe_sweep.sweep.records import RunningTrial
 from mspe_sweep.sweep.space import suggest, to_overrides
 from mspe_sweep.sweep.spec import StudySpec
 from mspe_sweep.tracking import Tracker, TrialRun
 from mspe_sweep.training import read_checkpoint
 
 log = logging.getLogger(__name__)
-
-# Trial user attributes (read by the report, the retry logic and the tracking adapter).
-ATTR_OVERRIDES = "overrides"
-ATTR_SEED = "seed"
-ATTR_RUN_DIR = "checkpoint_dir"
-ATTR_FAIL_REASON = "fail_reason"
-ATTR_INTERRUPTED = "interrupted"
-ATTR_MLFLOW_RUN = "mlflow_run_id"
-RETRY_ATTR = "failed_trial"
-
-
-def root_trial_number(trial: optuna.Trial | FrozenTrial) -> int:
-    """The number of the first trial in a retry chain (the trial's own number if not retried).
-
-    Optuna's retry callbacks store it as the system attr ``failed_trial`` on the copy.
-    """
-    if isinstance(trial, FrozenTrial):
-        attrs = trial.system_attrs
-    else:
-        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    return int(attrs.get(RETRY_ATTR, trial.number))
 
 
 def derive_seed(study_seed: int, trial_number: int) -> int:
@@ -73,59 +52,59 @@ class Objective:
         self.tracker = tracker or Tracker()
         self.fingerprint = fingerprint
 
-    def trial_overrides(self, trial: optuna.Trial) -> list[str]:
-        """The run-config overrides that define this trial (and reproduce it with ``train``)."""
+    def trial_overrides(self, trial: optuna.Trial, root: int) -> list[str]:
+        """The run-config overrides that define this trial (and reproduce it with ``train``).
+
+        ``root`` is the first trial of its retry chain: a retry keeps the original's seed.
+        """
         sampled = to_overrides(suggest(trial, self.spec))
         mode = "min" if self.spec.direction == "minimize" else "max"
-        seed = derive_seed(self.spec.seed, root_trial_number(trial))
+        seed = derive_seed(self.spec.seed, root)
         return [*self.run_overrides, *sampled, f"training.seed={seed}",
                 f"training.monitor={self.spec.metric}", f"training.monitor_mode={mode}"]
 
     def __call__(self, trial: optuna.Trial) -> float:
-        root = root_trial_number(trial)
+        record = RunningTrial(trial)
+        root = record.stored().root_number
         run_dir = self.runs_dir / f"trial-{root}"
         # A retry carries the dead attempt's user attrs (Optuna copies them): read, then reset.
-        retry_of = trial.user_attrs.get(ATTR_MLFLOW_RUN) if root != trial.number else None
+        retry_of = record.previous_mlflow_run_id() if root != trial.number else None
         run = TrialRun()
         try:
-            trial.set_user_attr(ATTR_SEED, derive_seed(self.spec.seed, root))
-            trial.set_user_attr(ATTR_RUN_DIR, str(run_dir))
-            trial.set_user_attr(ATTR_INTERRUPTED, False)
-            trial.set_user_attr(ATTR_FAIL_REASON, None)
-            overrides = self.trial_overrides(trial)
-            trial.set_user_attr(ATTR_OVERRIDES, overrides)
+            record.start(derive_seed(self.spec.seed, root), str(run_dir))
+            overrides = self.trial_overrides(trial, root)
+            record.set_overrides(overrides)
             fixed = [o for o in overrides if o.partition("=")[0] not in trial.params]
             run = self.tracker.start_trial(trial.number, trial.params, fixed, overrides,
                                            {"mspe.dataset_fingerprint": self.fingerprint},
                                            retry_of_run_id=retry_of)
-            trial.set_user_attr(ATTR_MLFLOW_RUN, run.run_id)
+            record.set_mlflow_run_id(run.run_id)
             result = self._train(trial, overrides, run_dir, run, resuming=root != trial.number)
-            self._record(trial, result, run, run_dir)
+            self._record(record, result, run, run_dir)
         except optuna.TrialPruned as exc:
             run.finish("PRUNED", reason=str(exc))
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM: last.pt stays; the worker queues a retry that resumes from it.
-            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            record.set_interrupted()
             run.finish("INTERRUPTED", reason="interrupted; retried on the next run")
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:1000]
-            trial.set_user_attr(ATTR_FAIL_REASON, reason)
+            record.set_fail_reason(reason)
             run.finish("FAIL", reason=reason)
             raise
         return result.best_value
 
-    def _record(self, trial: optuna.Trial, result: TrainResult, run: TrialRun,
+    def _record(self, record: RunningTrial, result: TrainResult, run: TrialRun,
                 run_dir: Path) -> None:
         """The finished trial's outcome, on the Optuna trial and its tracking run."""
         test_key = "test/" + self.spec.metric.split("/", 1)[-1]
-        for key, value in (("best_epoch", result.best_epoch), ("epochs_run", result.epochs_run),
-                           ("stop_reason", result.stop_reason), ("num_params", result.num_params),
-                           ("test_metric", result.test_metrics.get(test_key)),
-                           ("dataset_fingerprint", result.fingerprint)):
-            trial.set_user_attr(key, value)
+        record.set_result(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                          stop_reason=result.stop_reason, num_params=result.num_params,
+                          test_metric=result.test_metrics.get(test_key),
+                          fingerprint=result.fingerprint)
         run.finish("COMPLETE", value=result.best_value, test_metric=result.test_metrics,
                    best_epoch=result.best_epoch,
                    artifacts={"config.yaml": run_dir / CONFIG_FILE, "best.pt": run_dir / "best.pt"})
@@ -134,7 +113,7 @@ class Objective:
                resuming: bool) -> TrainResult:
         # The sweep prints its own per-epoch lines; the Trainer's display stays off.
         cfg = compose_run_config([*overrides, "training.progress=false"])
-        trial.set_user_attr("epochs_planned", cfg.training.epochs)
+        RunningTrial(trial).set_epochs_planned(cfg.training.epochs)
         pruning = PruningCallback(trial, self.spec.metric)
         resume_from = run_dir / "last.pt"
         if resuming and resume_from.is_file():

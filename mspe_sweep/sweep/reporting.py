@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mspe_sweep.sweep.objective import ATTR_FAIL_REASON, ATTR_RUN_DIR, root_trial_number
+from mspe_sweep.sweep.records import TrialRecord
 from mspe_sweep.tracking import Tracker
 
 
@@ -65,11 +65,12 @@ def leaderboard(study: optuna.Study, metric: str, top: int = 10) -> str:
     header = ["rank", "trial", metric, test_name, "epoch", "params"]
     table = [header]
     for rank, trial in enumerate(rows, 1):
-        test = trial.user_attrs.get("test_metric")
+        record = TrialRecord(trial)
+        test, epoch = record.test_metric, record.best_epoch
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
         table.append([str(rank), str(trial.number), f"{trial.value:.4f}",
                       "-" if test is None else f"{test:.4f}",
-                      str(trial.user_attrs.get("best_epoch", "-")), params])
+                      "-" if epoch is None else str(epoch), params])
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
@@ -85,11 +86,11 @@ def summary(study: optuna.Study, metric: str, n_trials: int) -> str:
         lines.append(saved)
     best = best_trial(study)
     if best is not None:
-        overrides = shlex.join(best.user_attrs.get("overrides", []))
+        record = TrialRecord(best)
         lines.append(f"best trial {best.number}: {metric} {best.value:.4f}; reproduce with:")
-        lines.append(f"  python -m mspe_sweep.train {overrides}")
-        if best.user_attrs.get(ATTR_RUN_DIR):
-            lines.append(f"  checkpoints: {best.user_attrs[ATTR_RUN_DIR]}")
+        lines.append(f"  python -m mspe_sweep.train {shlex.join(record.overrides)}")
+        if record.checkpoint_dir:
+            lines.append(f"  checkpoints: {record.checkpoint_dir}")
     lines += ["", leaderboard(study, metric)]
     return "\n".join(lines)
 
@@ -110,9 +111,10 @@ def pruning_savings(study: optuna.Study) -> str:
     planned = run = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
                                                            TrialState.PRUNED)):
-        if "epochs_planned" in trial.user_attrs and "epochs_run" in trial.user_attrs:
-            planned += trial.user_attrs["epochs_planned"]
-            run += trial.user_attrs["epochs_run"]
+        record = TrialRecord(trial)
+        if record.epochs_planned is not None and record.epochs_run is not None:
+            planned += record.epochs_planned
+            run += record.epochs_run
     if not planned or planned == run:
         return ""
     saved = planned - run
@@ -127,18 +129,18 @@ def prune_checkpoints(study: optuna.Study, keep: int) -> None:
     while the chain's latest trial is RUNNING or WAITING, or crashed (FAIL without a reason of
     its own): its retry may be queued at any moment and resumes from ``last.pt``.
     """
-    trials = study.get_trials(deepcopy=False)
-    latest: dict[int, FrozenTrial] = {}
-    for trial in trials:
-        latest[root_trial_number(trial)] = trial
-    keep_dirs = {t.user_attrs.get(ATTR_RUN_DIR) for t in ranked(study)[:keep]}
-    for trial in latest.values():
-        run_dir = trial.user_attrs.get(ATTR_RUN_DIR)
+    latest: dict[int, TrialRecord] = {}
+    for trial in study.get_trials(deepcopy=False):
+        record = TrialRecord(trial)
+        latest[record.root_number] = record
+    keep_dirs = {TrialRecord(t).checkpoint_dir for t in ranked(study)[:keep]}
+    for record in latest.values():
+        run_dir = record.checkpoint_dir
         if not run_dir or run_dir in keep_dirs:
             continue
-        if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        if record.state in (TrialState.RUNNING, TrialState.WAITING):
             continue
-        if trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_FAIL_REASON):
+        if record.state == TrialState.FAIL and not record.fail_reason:
             continue  # crashed or interrupted: its retry resumes from these checkpoints
         for checkpoint in Path(run_dir).glob("*.pt"):
             checkpoint.unlink(missing_ok=True)

@@ -34,14 +34,12 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.objective import ATTR_FAIL_REASON, ATTR_INTERRUPTED, Objective
+from mspe_sweep.sweep.objective import Objective
+from mspe_sweep.sweep.records import RunningTrial, StudyRecord, TrialRecord
 from mspe_sweep.sweep.reporting import budget_done, budget_line, prune_checkpoints
 
 log = logging.getLogger(__name__)
 
-# "<host>:<pid>:<trial number>", written by the worker that starts an attempt. The number
-# matters: a retry is created as a copy of the dead attempt, system attrs included.
-ATTR_OWNER = "owner"
 POLL_SECONDS = 2.0
 
 
@@ -61,7 +59,7 @@ def owner_tag(trial_number: int) -> str:
 
 def owner_of(trial: FrozenTrial) -> tuple[str, int] | None:
     """``(host, pid)`` of the process running this attempt, or None if none has claimed it."""
-    host, pid, number = (str(trial.system_attrs.get(ATTR_OWNER, "")).split(":") + ["", ""])[:3]
+    host, pid, number = (TrialRecord(trial).owner.split(":") + ["", ""])[:3]
     if not pid.isdigit() or number != str(trial.number):
         return None
     return host, int(pid)
@@ -96,36 +94,33 @@ def is_abandoned(trial: FrozenTrial, grace_period: float) -> bool:
 def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
     """Queue a WAITING copy of a failed trial (same params); the retry resumes its checkpoint.
 
-    Like Optuna's retry callbacks (same ``failed_trial`` / ``retry_history`` system attrs, so
-    ``RetryFailedTrialCallback.retried_trial_number`` works), minus the dead owner.
+    Like Optuna's retry callbacks (see ``TrialRecord.retry_system_attrs``), minus the dead
+    owner.
     """
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > max_retry:
+    record = TrialRecord(trial)
+    if len(record.retry_history) >= max_retry:  # this retry would be one too many
         log.warning("trial %d is not retried: it already was %d times (storage.max_retry)",
                     trial.number, max_retry)
         return False
-    system_attrs = {k: v for k, v in trial.system_attrs.items() if k != ATTR_OWNER}
-    system_attrs.update(failed_trial=system_attrs.get("failed_trial", trial.number),
-                        retry_history=history)
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=trial.user_attrs, system_attrs=system_attrs))
+        user_attrs=trial.user_attrs, system_attrs=record.retry_system_attrs()))
     return True
 
 
 def recover_abandoned_trials(study: optuna.Study, max_retry: int, grace_period: float) -> int:
     """Fail and retry the RUNNING trials no process runs any more (see ``is_abandoned``)."""
-    recovered = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_abandoned(trial, grace_period):
+    recovered, records = 0, StudyRecord(study)
+    for record in records.trials(TrialState.RUNNING):
+        if not is_abandoned(record.trial, grace_period):
             continue
         try:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            records.fail(record)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
         log.warning("trial %d: its worker (%s) is gone; retrying it from its last checkpoint",
-                    trial.number, trial.system_attrs.get(ATTR_OWNER, "never started"))
-        retry(study, study._storage.get_trial(trial._trial_id), max_retry)
+                    record.number, record.owner or "never started")
+        retry(study, records.trial(record.number).trial, max_retry)
         recovered += 1
     return recovered
 
@@ -135,8 +130,9 @@ def outcome(trial: FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return f"COMPLETE {trial.value:.4f}"
     if trial.state == TrialState.PRUNED:
-        return f"PRUNED at epoch {trial.user_attrs.get('epochs_run', '?')}"
-    reason = trial.user_attrs.get(ATTR_FAIL_REASON)
+        epochs = TrialRecord(trial).epochs_run
+        return f"PRUNED at epoch {'?' if epochs is None else epochs}"
+    reason = TrialRecord(trial).fail_reason
     return f"{trial.state.name} ({reason})" if reason else trial.state.name
 
 
@@ -205,14 +201,13 @@ class Worker:
 
     def _objective(self, trial: optuna.Trial) -> float:
         self._waiting_for = ""
-        self.study._storage.set_trial_system_attr(trial._trial_id, ATTR_OWNER,
-                                                  owner_tag(trial.number))
+        RunningTrial(trial).claim(owner_tag(trial.number))
         self.current_trial = trial.number
         return self.objective(trial)
 
     def _after_trial(self) -> None:
         trial = self.study.get_trials(deepcopy=False)[self.current_trial]
-        reason = trial.user_attrs.get(ATTR_FAIL_REASON)
+        reason = TrialRecord(trial).fail_reason
         log.info("trial %d %s | %s", trial.number, outcome(trial),
                  budget_line(self.study, self.limits.n_trials))
         prune_checkpoints(self.study, self.limits.keep_checkpoints)
@@ -230,7 +225,7 @@ class Worker:
         if self.current_trial is None:
             return
         trial = self.study.get_trials(deepcopy=False)[self.current_trial]
-        if (trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR_INTERRUPTED)
+        if (trial.state == TrialState.FAIL and TrialRecord(trial).interrupted
                 and retry(self.study, trial, self.limits.max_retry)):
             log.warning("trial %d interrupted; it resumes from its last checkpoint on the next "
                         "run", trial.number)

@@ -17,13 +17,9 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 import mspe_sweep.sweep.worker as worker_module
+from mspe_sweep.sweep.records import OWNER
 from mspe_sweep.sweep.storage import build_storage
-from mspe_sweep.sweep.worker import (
-    ATTR_OWNER,
-    Worker,
-    WorkerLimits,
-    recover_abandoned_trials,
-)
+from mspe_sweep.sweep.worker import Worker, WorkerLimits, recover_abandoned_trials
 
 WORKERS, N_TRIALS = 4, 8
 
@@ -117,7 +113,7 @@ def test_a_popped_retry_is_not_mistaken_for_a_dead_trial_by_another_worker(sweep
     crashed.suggest_float("x", 0.0, 1.0)
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid on this host that no longer exists: its worker was SIGKILLed
-    storage.set_trial_system_attr(crashed._trial_id, ATTR_OWNER,
+    storage.set_trial_system_attr(crashed._trial_id, OWNER,
                                   f"{socket.gethostname()}:{gone.pid}:{crashed.number}")
     limits = WorkerLimits(n_trials=1, timeout=None, max_consecutive_failures=5, max_retry=3,
                           keep_checkpoints=3, grace_period=90)

@@ -30,7 +30,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mspe_sweep import evaluate
-from mspe_sweep.sweep.driver import ATTR_PARENT_RUN, run_study
+from mspe_sweep.sweep.driver import run_study
+from mspe_sweep.sweep.records import PARENT_RUN_ID
 from mspe_sweep.tracking import guard
 
 TINY_STUDY = Path(__file__).resolve().parents[1] / "data" / "tiny_study.yaml"
@@ -146,7 +147,7 @@ def assert_study_tracked(client: MlflowClient, study: optuna.Study, name: str) -
     assert parent.info.run_name == name
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["mspe.study"] == name
-    assert study.user_attrs[ATTR_PARENT_RUN] == parent.info.run_id
+    assert study.user_attrs[PARENT_RUN_ID] == parent.info.run_id
 
     trials = study.get_trials(deepcopy=False)
     runs = by_trial(children)
@@ -304,7 +305,7 @@ def test_concurrent_workers_log_under_one_parent(mlflow_env, tmp_path):
     assert len(parents) == 1, [p.info.run_id for p in parents]
     parent_id = parents[0].info.run_id
     assert parents[0].info.status == "FINISHED"
-    assert study.user_attrs[ATTR_PARENT_RUN] == parent_id
+    assert study.user_attrs[PARENT_RUN_ID] == parent_id
     runs = by_trial(children)
     assert sorted(runs) == [t.number for t in study.trials] and len(runs) >= 2
     for trial in study.trials:
