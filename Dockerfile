@@ -42,9 +42,11 @@ ENV PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=true
 WORKDIR /opt/mspe-sweep
 # Dependencies first (a layer that survives code changes): install against a stub package.
+# molsets (MOSES) only provides dataset=zinc_moses's data file: --no-deps, as in the Makefile.
 COPY pyproject.toml README.md* ./
 RUN mkdir mspe_sweep && touch mspe_sweep/__init__.py \
     && pip install -e . \
+    && pip install --no-deps molsets==0.3.1 \
     && rm -rf mspe_sweep
 # The repository itself: configs/ and studies/ must sit next to the code (config.REPO_ROOT).
 COPY . .

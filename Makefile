@@ -10,11 +10,14 @@ MSPE_HOME ?= mspe_home
 
 .PHONY: setup run test test-fast ui clean
 
+# molsets (MOSES) only provides dataset=zinc_moses's data file; its pinned dependencies
+# (pomegranate 0.12) do not build on Python 3.11 and the file needs none: --no-deps.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps "molsets==0.3.1"
 	touch $@
 
 setup: $(VENV)/.installed

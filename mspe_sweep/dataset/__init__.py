@@ -4,7 +4,8 @@
 ``get_splits()`` gives ``(train, val, test)`` lists of ``Data``. Names: ``zinc`` and
 ``zinc_full`` (real ZINC via PyG, falling back loudly to ``zinc_rdkit`` offline),
 ``zinc_rdkit`` (an offline ZINC-format set built with RDKit; its MAE is not comparable with
-published ZINC results) and ``synthetic`` (tiny generated graphs for tests).
+published ZINC results), ``zinc_moses`` (the same, at full-ZINC scale, from the ZINC molecules
+that MOSES ships) and ``synthetic`` (tiny generated graphs for tests).
 """
 
 from mspe_sweep.dataset.base import GraphDataset

@@ -12,6 +12,7 @@ from mspe_sweep.dataset.encodings import PESpec
 from mspe_sweep.dataset.pe_cache import load_or_compute_pe
 from mspe_sweep.dataset.synthetic import make_synthetic
 from mspe_sweep.dataset.zinc import load_zinc
+from mspe_sweep.dataset.zinc_moses import load_zinc_moses
 from mspe_sweep.dataset.zinc_rdkit import load_zinc_rdkit
 
 
@@ -24,6 +25,10 @@ def _zinc(subset: bool) -> Callable[..., LoadedSplits]:
 def _zinc_rdkit(root: Path, *, offline_fallback: bool, seed: int, sizes: dict,
                 **kw: Any) -> LoadedSplits:
     return load_zinc_rdkit(root, seed=seed, **kw)
+
+
+def _zinc_moses(root: Path, *, offline_fallback: bool, seed: int, sizes: dict) -> LoadedSplits:
+    return load_zinc_moses(root, seed=seed, sizes=sizes)
 
 
 def _synthetic(root: Path, *, offline_fallback: bool, seed: int, sizes: dict,
@@ -40,6 +45,7 @@ _LOADERS: dict[str, tuple[Callable[..., LoadedSplits], tuple[str, ...]]] = {
     "zinc": (_zinc(subset=True), ()),
     "zinc_full": (_zinc(subset=False), ()),
     "zinc_rdkit": (_zinc_rdkit, ("smiles_file",)),
+    "zinc_moses": (_zinc_moses, ()),
     "synthetic": (_synthetic, ("num_graphs", "min_nodes", "max_nodes", "num_node_types")),
 }
 DATASETS = tuple(_LOADERS)
@@ -60,17 +66,19 @@ def get_dataset(
     """Loads a dataset in PyG ZINC format, with positional encodings from the disk cache.
 
     Args:
-        name: One of ``zinc``, ``zinc_full``, ``zinc_rdkit``, ``synthetic``.
+        name: One of ``zinc``, ``zinc_full``, ``zinc_rdkit``, ``zinc_moses``, ``synthetic``.
         root: Data directory; a relative path is taken under ``$MSPE_HOME`` (so the default
             is ``$MSPE_HOME/data``). Datasets and ``pe_cache/`` live below it.
         pe: A ``configs/pe/*.yaml`` mapping (``lap``/``rwse``/``heat`` sections), a
             :class:`PESpec`, or None for no encodings.
-        train_size: Keep only the first n graphs of the (deterministic) train split.
+        train_size: Keep only the first n graphs of the (deterministic) train split
+            (``zinc_moses``: build this many; None = full ZINC's 220,011).
         val_size: Same for val.
         test_size: Same for test.
         offline_fallback: ``zinc``/``zinc_full``: use ``zinc_rdkit`` (loudly) when real ZINC
             cannot be loaded; False makes that a ``UserError``. Ignored by the others.
-        seed: Split seed of ``zinc_rdkit``/``synthetic`` (real ZINC has fixed splits).
+        seed: Split seed of ``zinc_rdkit``/``zinc_moses``/``synthetic`` (real ZINC has
+            fixed splits).
         **kw: Dataset-specific options: ``zinc_rdkit``: ``smiles_file``; ``synthetic``:
             ``num_graphs``, ``min_nodes``, ``max_nodes``, ``num_node_types``.
 

@@ -18,11 +18,17 @@ version (the target depends on RDKit's logP/SA implementations).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import contextlib
 import csv
 import hashlib
+import itertools
 import logging
+import multiprocessing
 import os
 import time
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import rdkit
@@ -53,39 +59,104 @@ def read_smiles(path: Path) -> list[str]:
         return [row[0].strip() for row in csv.reader(f) if row and row[0].strip()]
 
 
-def build_graphs(smiles: list[str]) -> tuple[list[tuple], collections.Counter]:
+def convert_smiles(smiles: str) -> tuple[str | None, tuple | str]:
+    """One SMILES -> ``(canonical SMILES, graph)``, or a skip reason in place of the graph.
+
+    Returns:
+        ``(canonical, (atom_ids, [src, dst], bond_types, y))`` for a usable molecule (see
+        ``mol_to_graph``); ``(None, reason)`` when it does not parse or has too few/many
+        atoms; ``(canonical, reason)`` when it is outside the vocabulary (a duplicate of it
+        still counts as a duplicate, as it would in a sequential pass).
+    """
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None, "unparsable SMILES"
+    if not MIN_ATOMS <= mol.GetNumAtoms() <= MAX_ATOMS:
+        return None, f"outside {MIN_ATOMS}-{MAX_ATOMS} heavy atoms"
+    canonical = Chem.MolToSmiles(mol)
+    graph = mol_to_graph(mol)
+    if isinstance(graph, str):
+        return canonical, f"outside the vocabulary ({graph})"
+    return canonical, (*graph, penalized_logp(mol))
+
+
+def _convert_chunk(chunk: list[str]) -> list[tuple[str | None, tuple | str]]:
+    RDLogger.DisableLog("rdApp.*")  # also in pool workers: unparsable rows are counted
+    try:
+        return [convert_smiles(smi) for smi in chunk]
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def _converted(smiles: Iterable[str], workers: int, chunk: int = 500) -> Iterator[tuple]:
+    """``convert_smiles`` over ``smiles``, in input order; a process pool when ``workers > 1``.
+
+    Chunks are submitted a few ahead of the consumer only, so a consumer that stops early (a
+    size limit reached) leaves little work behind.
+    """
+    if workers <= 1:
+        RDLogger.DisableLog("rdApp.*")
+        try:
+            yield from map(convert_smiles, smiles)
+        finally:
+            RDLogger.EnableLog("rdApp.*")
+        return
+    chunks = iter(lambda it=iter(smiles): list(itertools.islice(it, chunk)), [])
+    # fork (where there is one): spawn would re-run an unguarded main script in every worker.
+    # The children only run RDKit and plain Python (no torch, no OpenMP, no logging), which
+    # is what makes forking a process with threads safe here.
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with warnings.catch_warnings():  # Python >= 3.12 warns about any fork with threads
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            pending = collections.deque(pool.submit(_convert_chunk, part)
+                                        for part in itertools.islice(chunks, 3 * workers))
+        try:
+            while pending:
+                done = pending.popleft().result()
+                part = next(chunks, None)
+                if part is not None:
+                    pending.append(pool.submit(_convert_chunk, part))
+                yield from done
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def build_graphs(
+    smiles: Iterable[str], *, limit: int | None = None, seen: set[str] | None = None,
+    workers: int = 1,
+) -> tuple[list[tuple], collections.Counter]:
     """Parses, filters, de-duplicates and converts molecules, in input order.
 
     Args:
         smiles: SMILES strings.
+        limit: Stop after this many usable molecules (None: convert them all).
+        seen: Canonical SMILES already used elsewhere (skipped as duplicates); updated.
+        workers: Processes converting molecules (1: in this process).
 
     Returns:
         ``(graphs, skipped)``: graphs as ``(atom_ids, [src, dst], bond_types, y)`` tuples (see
         ``mol_to_graph``), and a count of skipped molecules per reason.
     """
-    graphs, seen, skipped = [], set(), collections.Counter()
-    RDLogger.DisableLog("rdApp.*")  # unparsable rows are counted, not printed one by one
-    try:
-        for smi in smiles:
-            mol = Chem.MolFromSmiles(smi)
-            if mol is None:
-                skipped["unparsable SMILES"] += 1
-                continue
-            if not MIN_ATOMS <= mol.GetNumAtoms() <= MAX_ATOMS:
-                skipped[f"outside {MIN_ATOMS}-{MAX_ATOMS} heavy atoms"] += 1
-                continue
-            canonical = Chem.MolToSmiles(mol)
-            if canonical in seen:
+    graphs, skipped = [], collections.Counter()
+    seen = set() if seen is None else seen
+    if limit is not None and limit <= 0:
+        return graphs, skipped
+    with contextlib.closing(_converted(smiles, workers)) as converted:
+        for canonical, graph in converted:
+            if canonical is not None and canonical in seen:
                 skipped["duplicate"] += 1
                 continue
-            seen.add(canonical)
-            graph = mol_to_graph(mol)
+            if canonical is not None:
+                seen.add(canonical)
             if isinstance(graph, str):
-                skipped[f"outside the vocabulary ({graph})"] += 1
+                skipped[graph] += 1
                 continue
-            graphs.append((*graph, penalized_logp(mol)))
-    finally:
-        RDLogger.EnableLog("rdApp.*")
+            graphs.append(graph)
+            if len(graphs) == limit:
+                break
     return graphs, skipped
 
 

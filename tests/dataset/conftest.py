@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import urllib.request
 from types import SimpleNamespace
 
 import pytest
 
-from mspe_sweep.dataset import zinc_rdkit
+from mspe_sweep.dataset import zinc_moses, zinc_rdkit
 
 # 24 usable drug-like molecules (the first rows of wehi_mols.csv) ...
 USABLE = [
@@ -46,6 +47,22 @@ def tiny_smiles(tmp_path, monkeypatch):
     rows = USABLE + list(SKIPPED)
     path.write_text("".join(f'"{smi}","ID-{i}"\n' for i, smi in enumerate(rows)))
     monkeypatch.setattr(zinc_rdkit, "DEFAULT_SMILES_FILE", path)
+    return SimpleNamespace(path=path, usable=len(USABLE), skip_reasons=list(SKIPPED.values()))
+
+
+@pytest.fixture
+def tiny_moses(tmp_path, monkeypatch):
+    """A MOSES-format ``train.csv.gz`` installed as zinc_moses's source: one molecule per skip
+    reason, the usable molecules, then the first 8 usable ones again (duplicates).
+
+    Returns:
+        A namespace with ``path``, ``usable`` and ``skip_reasons``.
+    """
+    path = tmp_path / "train.csv.gz"
+    rows = ["SMILES", *SKIPPED, *USABLE, *USABLE[:8]]
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(rows) + "\n")
+    monkeypatch.setattr(zinc_moses, "moses_train_file", lambda: path)
     return SimpleNamespace(path=path, usable=len(USABLE), skip_reasons=list(SKIPPED.values()))
 
 

@@ -14,8 +14,9 @@ from mspe_sweep.dataset.base import resolve_root
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError) as err:
         get_dataset("zinc250k")
-    assert all(name in str(err.value) for name in ("zinc", "zinc_full", "zinc_rdkit", "synthetic"))
-    assert set(DATASETS) == {"zinc", "zinc_full", "zinc_rdkit", "synthetic"}
+    names = ("zinc", "zinc_full", "zinc_rdkit", "zinc_moses", "synthetic")
+    assert all(name in str(err.value) for name in names)
+    assert set(DATASETS) == set(names)
 
 
 @pytest.mark.parametrize("kw,needle", [({"num_graph": 5}, "num_graphs"),
