@@ -7,14 +7,17 @@ Hooks run in this order inside ``Trainer.fit``::
         train_epoch
         on_train_epoch_end(trainer, epoch, train_metrics)
         eval_epoch
-        best / early-stopping bookkeeping, "val" log hooks
+        on_validation_recorded(trainer, epoch, val_metrics)   # the epoch is in the history
+        best / early-stopping / plateau bookkeeping, "val" log hooks
         save best.pt if improved, then last.pt   -> on_checkpoint_saved(trainer, path, kind)
         on_eval_epoch_end(trainer, epoch, val_metrics)
         stop if trainer.should_stop
     on_fit_end(trainer, history)           # only when fit completes normally
 
 Checkpoints are written before ``on_eval_epoch_end`` so that a callback raising there (e.g. a
-pruner) leaves this epoch's ``last.pt`` behind for a retry to resume from.
+pruner) leaves this epoch's ``last.pt`` behind for a retry to resume from. Values a callback
+must not lose when a later hook raises (an MLflow logger's epoch) arrive earlier, in
+``on_validation_recorded``.
 
 A callback may set ``trainer.should_stop = True`` (fit ends after the current epoch with
 ``stop_reason == "callback"``) or raise; the Trainer never swallows the exception and skips
@@ -47,6 +50,22 @@ class Callback:
             epoch: 1-based epoch number.
             metrics: The ``train_epoch`` dict (bare keys: ``loss``, metrics, ``lr``,
                 ``epoch_seconds``, ``samples_per_second``).
+        """
+
+    def on_validation_recorded(
+        self, trainer: Trainer, epoch: int, metrics: dict[str, float]
+    ) -> None:
+        """Called as soon as an epoch's validation is recorded, before its bookkeeping.
+
+        The epoch counts as completed (``trainer.epoch == epoch``, the history holds it); best
+        metric, early stopping and a plateau scheduler are updated after this hook, checkpoints
+        and ``on_eval_epoch_end`` later still. A callback that must keep the epoch's values
+        even if a later hook raises (e.g. a pruner in ``on_eval_epoch_end``) takes them here.
+
+        Args:
+            trainer: The trainer.
+            epoch: 1-based epoch number.
+            metrics: The ``eval_epoch`` dict (bare keys: ``loss`` and metrics).
         """
 
     def on_eval_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:

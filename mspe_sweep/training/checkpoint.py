@@ -17,9 +17,9 @@ __all__ = ["CheckpointError", "FORMAT_VERSION", "atomic_save", "read_checkpoint"
 
 FORMAT_VERSION = 1
 
-# What torch.load raises on truncated, garbage or non-weights-only files.
-# What torch.load raises on garbage: bytes that merely look like a pickle can fail anywhere in
-# the unpickler (an empty stack or memo gives IndexError / KeyError).
+# What torch.load raises on truncated, garbage or non-weights-only files: bytes that merely
+# look like a pickle can fail anywhere in the unpickler (an empty stack or memo gives
+# IndexError / KeyError).
 _READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError,
                 IndexError, KeyError, TypeError, AttributeError)
 

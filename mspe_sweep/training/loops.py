@@ -1,4 +1,4 @@
-"""The per-batch train and eval loops used by :class:`~mspe_sweep.training.Trainer`.
+"""The per-batch train and eval loops: :class:`Loop`, which every ``Trainer`` owns.
 
 Batches are either PyG-style objects (anything with ``.to(device)`` and ``.y``; the model is
 called as ``model(batch)`` and ``batch.num_graphs`` counts samples for throughput) or
@@ -8,19 +8,19 @@ nested tuple/list/dict of tensors). torch_geometric itself is never imported her
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 import torch
+from torch import nn
 
 from .losses import align_outputs
+from .utils import GradientAccumulator, ProgressDisplay
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
-__all__ = ["NonFiniteLossError", "EpochOutputs", "run_train_loop", "run_eval_loop"]
+__all__ = ["NonFiniteLossError", "EpochOutputs", "Loop"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -106,110 +106,177 @@ def _lookahead(iterable: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
     yield current, True
 
 
-def _optimizer_step(trainer: Trainer) -> None:
-    optimizer, scaler = trainer.optimizer, trainer.scaler
-    if trainer.grad_clip is not None:
-        if scaler is not None:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.grad_clip)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+StepScheduler = Callable[[str], None]
+EmitLog = Callable[[dict, str], None]
 
 
-def run_train_loop(trainer: Trainer, loader: Iterable[Any], epoch: int) -> EpochOutputs:
-    """One training pass: forward, loss, backward, (accumulated) optimizer steps.
+class Loop:
+    """The per-batch train and eval loops of one ``Trainer`` (``trainer.loop``).
 
-    Per-step schedulers (``interval == "step"``) are stepped after every optimizer step; the
-    ``"train"`` log hooks fire every ``trainer.log_every`` optimizer steps.
-
-    Raises:
-        NonFiniteLossError: On a NaN/inf loss, before backward and any optimizer step.
-    """
-    model, optimizer, accumulator = trainer.model, trainer.optimizer, trainer.accumulator
-    out = EpochOutputs()
-    window_sum, window_count = 0.0, 0  # running loss since the last "train" log
-    start = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    accumulator.reset()
-    for index, (batch, is_last) in enumerate(_lookahead(loader)):
-        inputs, target, samples = unpack_batch(batch, trainer.device)
-        if target is None:
-            raise TypeError("training batches need targets: (x, y) tuples or PyG batches with .y")
-        with trainer.autocast():
-            raw = model(inputs)
-        pred, target = align_outputs(raw, target, trainer.task_type)
-        loss = trainer.loss_fn(pred, target)
-        loss_value = loss.item()  # one host sync per micro-batch: needed for the check below
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss_value}) at epoch {epoch}, batch {index + 1}, "
-                f"before optimizer step {trainer.global_step + 1}; try a lower learning rate, "
-                "grad_clip, or check the data for NaN/inf"
-            )
-        scaled = accumulator.scale(loss)
-        (trainer.scaler.scale(scaled) if trainer.scaler is not None else scaled).backward()
-
-        rows = _rows(target)
-        out.loss_sum += loss_value * rows
-        out.count += rows
-        out.samples += samples
-        window_sum += loss_value * rows
-        window_count += rows
-        out.preds.append(pred.detach())
-        out.targets.append(target.detach())
-
-        if accumulator.micro_step(is_last=is_last):
-            out.last_lr = optimizer.param_groups[0]["lr"]
-            _optimizer_step(trainer)
-            trainer.global_step += 1
-            if trainer.scheduler is not None and getattr(trainer.scheduler, "interval", "") == (
-                "step"
-            ):
-                trainer.scheduler.step()
-            if trainer.global_step % trainer.log_every == 0:
-                trainer.emit_log(
-                    {"loss": window_sum / window_count, "lr": out.last_lr}, "train"
-                )
-                window_sum, window_count = 0.0, 0
-        if trainer.progress_display is not None:
-            rate = out.samples / max(time.perf_counter() - start, 1e-9)
-            trainer.progress_display.batch(epoch, index, out.loss, rate)
-    return out
-
-
-@torch.no_grad()
-def run_eval_loop(
-    trainer: Trainer, loader: Iterable[Any], need_targets: bool = True
-) -> EpochOutputs:
-    """One pass without gradients (the caller puts the model in eval mode).
+    The loop owns the state that changes batch by batch: the optimizer-step counter
+    ``global_step``, gradient accumulation, the AMP ``GradScaler`` (CUDA fp16 only) and the
+    running loss since the last ``"train"`` log. It holds no reference to the Trainer and
+    changes nothing on it; what the Trainer decides per optimizer step (the scheduler, the log
+    hooks) it passes to :meth:`train` as functions.
 
     Args:
-        trainer: The trainer.
-        loader: Batches.
-        need_targets: If True, compute the loss and keep aligned predictions and targets; if
-            False (``predict``), keep the raw model outputs only.
+        model: Called as ``model(batch)`` / ``model(x)`` (already on ``device``).
+        optimizer: Over the model's parameters; None for evaluation only.
+        loss_fn: ``loss_fn(pred, target)`` on aligned, float32 predictions.
+        task_type: For ``align_outputs``.
+        device: Where batches are moved.
+        grad_clip: Max total gradient norm, or None.
+        mixed_precision: CUDA: fp16 autocast + GradScaler. CPU: bf16 autocast, no scaler.
+        accumulation_steps: Micro-batches per optimizer step.
+        log_every: Call ``emit_log(..., "train")`` every this many optimizer steps.
     """
-    out = EpochOutputs()
-    for batch in loader:
-        inputs, target, samples = unpack_batch(batch, trainer.device)
-        with trainer.autocast():
-            raw = trainer.model(inputs)
-        out.samples += samples
-        if not need_targets:
-            out.preds.append(raw.float())
-            continue
-        if target is None:
-            raise TypeError(
-                "evaluation batches need targets: (x, y) tuples or PyG batches with .y"
-            )
-        pred, target = align_outputs(raw, target, trainer.task_type)
-        rows = _rows(target)
-        out.loss_sum += trainer.loss_fn(pred, target).item() * rows
-        out.count += rows
-        out.preds.append(pred)
-        out.targets.append(target)
-    return out
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        task_type: str,
+        device: torch.device,
+        grad_clip: float | None = None,
+        mixed_precision: bool = False,
+        accumulation_steps: int = 1,
+        log_every: int = 50,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.task_type, self.device = task_type, device
+        self.grad_clip, self.log_every = grad_clip, int(log_every)
+        self.mixed_precision = bool(mixed_precision)
+        on_cuda = device.type == "cuda"
+        self.amp_dtype = torch.float16 if on_cuda else torch.bfloat16
+        # Loss scaling is only needed for fp16; bf16 has fp32's exponent range.
+        self.scaler = torch.amp.GradScaler("cuda") if self.mixed_precision and on_cuda else None
+        self.accumulator = GradientAccumulator(accumulation_steps)
+        self.global_step = 0
+
+    def autocast(self) -> ContextManager:
+        """The autocast context for forward passes (a no-op without mixed precision)."""
+        if not self.mixed_precision:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def train(
+        self,
+        loader: Iterable[Any],
+        epoch: int,
+        step_scheduler: StepScheduler,
+        emit_log: EmitLog,
+        progress: ProgressDisplay | None = None,
+    ) -> EpochOutputs:
+        """One training pass: forward, loss, backward, (accumulated) optimizer steps.
+
+        Args:
+            loader: Batches with targets.
+            epoch: The 1-based epoch number (for the error message and the progress line).
+            step_scheduler: Called as ``step_scheduler("step")`` after every optimizer step.
+            emit_log: Called as ``emit_log({"loss": ..., "lr": ...}, "train")`` every
+                ``log_every`` optimizer steps (loss: running mean since the previous call).
+            progress: Shown the running loss and throughput after every batch, or None.
+
+        Raises:
+            NonFiniteLossError: On a NaN/inf loss, before backward and any optimizer step.
+        """
+        out = EpochOutputs()
+        window_sum, window_count = 0.0, 0  # running loss since the last "train" log
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accumulator.reset()
+        for index, (batch, is_last) in enumerate(_lookahead(loader)):
+            inputs, target, samples = unpack_batch(batch, self.device)
+            if target is None:
+                raise TypeError(
+                    "training batches need targets: (x, y) tuples or PyG batches with .y"
+                )
+            with self.autocast():
+                raw = self.model(inputs)
+            pred, target = align_outputs(raw, target, self.task_type)
+            loss = self.loss_fn(pred, target)
+            loss_value = loss.item()  # one host sync per micro-batch: needed for the check below
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss_value}) at epoch {epoch}, batch "
+                    f"{index + 1}, before optimizer step {self.global_step + 1}; try a lower "
+                    "learning rate, grad_clip, or check the data for NaN/inf"
+                )
+            scaled = self.accumulator.scale(loss)
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+
+            rows = _rows(target)
+            out.loss_sum += loss_value * rows
+            out.count += rows
+            out.samples += samples
+            window_sum += loss_value * rows
+            window_count += rows
+            out.preds.append(pred.detach())
+            out.targets.append(target.detach())
+
+            if self.accumulator.micro_step(is_last=is_last):
+                out.last_lr = self.optimizer.param_groups[0]["lr"]
+                self._optimizer_step()
+                self.global_step += 1
+                step_scheduler("step")
+                if self.global_step % self.log_every == 0:
+                    emit_log({"loss": window_sum / window_count, "lr": out.last_lr}, "train")
+                    window_sum, window_count = 0.0, 0
+            if progress is not None:
+                rate = out.samples / max(time.perf_counter() - start, 1e-9)
+                progress.batch(epoch, index, out.loss, rate)
+        return out
+
+    def _optimizer_step(self) -> None:
+        optimizer, scaler = self.optimizer, self.scaler
+        if self.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[Any], need_targets: bool = True) -> EpochOutputs:
+        """One pass without gradients (the caller puts the model in eval mode).
+
+        Batch losses stay on the device until the pass ends and are read back in one transfer
+        (no host sync per batch); they are summed in batch order, exactly as ``.item()`` per
+        batch would have.
+
+        Args:
+            loader: Batches.
+            need_targets: If True, compute the loss and keep aligned predictions and targets;
+                if False (``predict``), keep the raw model outputs only.
+        """
+        out = EpochOutputs()
+        losses: list[torch.Tensor] = []  # [] float64 per batch: exact copies of the losses
+        weights: list[int] = []  # target rows per batch
+        for batch in loader:
+            inputs, target, samples = unpack_batch(batch, self.device)
+            with self.autocast():
+                raw = self.model(inputs)
+            out.samples += samples
+            if not need_targets:
+                out.preds.append(raw.float())
+                continue
+            if target is None:
+                raise TypeError(
+                    "evaluation batches need targets: (x, y) tuples or PyG batches with .y"
+                )
+            pred, target = align_outputs(raw, target, self.task_type)
+            losses.append(self.loss_fn(pred, target).reshape(()).double())
+            weights.append(_rows(target))
+            out.preds.append(pred)
+            out.targets.append(target)
+        values = torch.stack(losses).tolist() if losses else []
+        for value, rows in zip(values, weights):
+            out.loss_sum += value * rows
+            out.count += rows
+        return out

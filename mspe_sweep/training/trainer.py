@@ -1,10 +1,8 @@
-"""Trainer: fit / train_epoch / eval_epoch / predict, checkpoints, log hooks and callbacks."""
+"""Trainer: fit / train_epoch / eval_epoch / predict, the scheduler, checkpoints, hooks."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -17,16 +15,17 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from .checkpoint import FORMAT_VERSION, CheckpointError, atomic_save, check_state_dict
 from .checkpoint import read_checkpoint
 from .losses import check_task, get_loss_fn
-from .loops import EpochOutputs, run_eval_loop, run_train_loop
+from .loops import EpochOutputs, Loop
 from .metrics import get_metrics
 from .reproducibility import capture_rng_state, restore_rng_state
-from .utils import EarlyStopping, GradientAccumulator, ProgressDisplay, get_device
+from .utils import EarlyStopping, Monitor, ProgressDisplay, get_device
 
 __all__ = ["Trainer"]
 
 _LOGGER = logging.getLogger("mspe_sweep.training")
 
 LogHook = Callable[[dict, int, str], None]
+SCHEDULER_LEVELS = ("step", "epoch", "validation")
 
 
 class Trainer:
@@ -37,8 +36,8 @@ class Trainer:
         optimizer: Optimizer over the model's parameters; None for an evaluation-only trainer
             (``eval_epoch``, ``predict``, ``load_checkpoint``; training raises ValueError).
         scheduler: Optional lr scheduler; stepped per optimizer step when its ``interval``
-            attribute is ``"step"``, else per epoch (``ReduceLROnPlateau``: per epoch with the
-            monitored validation value).
+            attribute is ``"step"``, else per epoch (``ReduceLROnPlateau``: after each
+            validation, with the monitored value); see :meth:`_step_scheduler`.
         loss_fn: ``loss_fn(pred, target)``; default ``get_loss_fn(task_type)``.
         metrics: ``metrics(preds, targets) -> dict`` over a whole epoch; default
             ``get_metrics(task_type)``.
@@ -54,8 +53,10 @@ class Trainer:
         config: YAML text of the run's config, stored in every checkpoint under ``"config"``.
 
     Attributes:
+        loop: The :class:`~mspe_sweep.training.loops.Loop` running the per-batch train and
+            eval loops; it owns ``global_step``, gradient accumulation and the AMP scaler.
         epoch: Last completed epoch (1-based; 0 before training).
-        global_step: Optimizer steps taken.
+        global_step: Optimizer steps taken (counted by ``loop``).
         best_metric, best_epoch: Best monitored validation value and its epoch (None before).
         should_stop: Set True (e.g. by a callback) to end ``fit`` after the current epoch.
         stop_reason: ``"completed"``, ``"early_stopping"`` or ``"callback"`` after ``fit``.
@@ -95,30 +96,45 @@ class Trainer:
         self.scheduler = scheduler
         self.loss_fn = loss_fn if loss_fn is not None else get_loss_fn(task_type)
         self.metrics = metrics if metrics is not None else get_metrics(task_type)
-        self.grad_clip = grad_clip
-        self.mixed_precision = bool(mixed_precision)
-        on_cuda = self.device.type == "cuda"
-        self.amp_dtype = torch.float16 if on_cuda else torch.bfloat16
-        # Loss scaling is only needed for fp16; bf16 has fp32's exponent range.
-        self.scaler = torch.amp.GradScaler("cuda") if self.mixed_precision and on_cuda else None
-        self.log_every = int(log_every)
+        self.loop = Loop(
+            self.model, optimizer, self.loss_fn, task_type=self.task_type, device=self.device,
+            grad_clip=grad_clip, mixed_precision=mixed_precision,
+            accumulation_steps=accumulation_steps, log_every=log_every,
+        )
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.accumulator = GradientAccumulator(accumulation_steps)
         self.callbacks = list(callbacks or [])
         self.progress = progress
         self.config = config
         self.progress_display: ProgressDisplay | None = None
         self._log_hooks: list[LogHook] = []
         self._early_stopping: EarlyStopping | None = None
-        self._monitor, self._minimize = "loss", True
+        self._monitor = Monitor("loss", minimize=True)
         self.epoch = 0
-        self.global_step = 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.should_stop = False
         self.stop_reason: str | None = None
         self.history: dict[str, list] = {}
         self.last_val_metrics: dict[str, float] = {}
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken (the loop counts them; checkpoints restore them)."""
+        return self.loop.global_step
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self.loop.global_step = int(value)
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """The AMP loss scaler (CUDA with ``mixed_precision`` only), owned by ``loop``."""
+        return self.loop.scaler
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        """The autocast dtype: float16 on CUDA, bfloat16 on CPU."""
+        return self.loop.amp_dtype
 
     def add_log_hook(self, fn: LogHook) -> None:
         """Register ``fn(metrics, step, prefix)``.
@@ -144,9 +160,24 @@ class Trainer:
 
     def autocast(self) -> ContextManager:
         """The autocast context for forward passes (a no-op without mixed precision)."""
-        if not self.mixed_precision:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return self.loop.autocast()
+
+    def _step_scheduler(self, level: str, value: float | None = None) -> None:
+        """Step the scheduler if ``level`` is its moment: the one place that decides.
+
+        ``level`` is ``"step"`` (after each optimizer step), ``"epoch"`` (after each training
+        epoch) or ``"validation"`` (after each validation in ``fit``, with the monitored
+        ``value``). A ``ReduceLROnPlateau`` steps at ``"validation"`` with ``value``; any other
+        scheduler at its ``interval`` attribute (``"step"``, or ``"epoch"`` when absent).
+        """
+        assert level in SCHEDULER_LEVELS, level
+        if self.scheduler is None:
+            return
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            if level == "validation":
+                self.scheduler.step(value)
+        elif level == getattr(self.scheduler, "interval", "epoch"):
+            self.scheduler.step()
 
     def _epoch_metrics(self, out: EpochOutputs, stage: str) -> dict[str, float]:
         if out.count == 0:
@@ -170,14 +201,9 @@ class Trainer:
             raise ValueError("this Trainer has no optimizer (evaluation only): cannot train")
         self.model.train()
         start = time.perf_counter()
-        out = run_train_loop(self, loader, self.epoch + 1)
-        interval = getattr(self.scheduler, "interval", "epoch")
-        if (
-            self.scheduler is not None
-            and interval == "epoch"
-            and not isinstance(self.scheduler, ReduceLROnPlateau)
-        ):
-            self.scheduler.step()
+        out = self.loop.train(loader, self.epoch + 1, step_scheduler=self._step_scheduler,
+                              emit_log=self.emit_log, progress=self.progress_display)
+        self._step_scheduler("epoch")
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # honest wall time for queued kernels
         seconds = time.perf_counter() - start
@@ -190,7 +216,7 @@ class Trainer:
     def eval_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
         """Evaluate (eval mode, no grad): ``loss`` and every metric over the whole loader."""
         self.model.eval()
-        return self._epoch_metrics(run_eval_loop(self, loader), "eval")
+        return self._epoch_metrics(self.loop.evaluate(loader), "eval")
 
     def predict(self, loader: Iterable[Any]) -> torch.Tensor:
         """Return the raw model outputs for every batch, concatenated on dim 0, on the CPU.
@@ -198,7 +224,7 @@ class Trainer:
         Batches may omit targets: ``(x,)``, a bare tensor, or a PyG batch without ``y``.
         """
         self.model.eval()
-        out = run_eval_loop(self, loader, need_targets=False)
+        out = self.loop.evaluate(loader, need_targets=False)
         if not out.preds:
             raise ValueError("the predict loader yielded no batches")
         return torch.cat(out.preds).cpu()
@@ -242,10 +268,11 @@ class Trainer:
         """
         if int(epochs) < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        self._monitor, self._minimize = self._resolve_monitor(metric_for_best), minimize_metric
+        names = getattr(self.metrics, "names", None)
+        self._monitor = Monitor(metric_for_best, minimize_metric, names)
         self._check_plateau_mode()
         self._early_stopping = (
-            EarlyStopping(early_stopping, mode="min" if minimize_metric else "max")
+            EarlyStopping(early_stopping, mode=self._monitor.mode)
             if isinstance(early_stopping, int)
             else early_stopping
         )
@@ -266,12 +293,12 @@ class Trainer:
                 # Bookkeeping: the epoch now counts as completed.
                 self.epoch, self.last_val_metrics = epoch, val_metrics
                 self._record(epoch, train_metrics, val_metrics)
-                value = self._monitored(val_metrics)
-                improved = self._improves(value)
+                self._call("on_validation_recorded", epoch, val_metrics)
+                value = self._monitor.value(val_metrics)
+                improved = self._monitor.improves(value, self.best_metric)
                 if improved:
                     self.best_metric, self.best_epoch = value, epoch
-                if isinstance(self.scheduler, ReduceLROnPlateau):
-                    self.scheduler.step(value)
+                self._step_scheduler("validation", value)
                 if self._early_stopping is not None and self._early_stopping(value):
                     self.should_stop = stopped_early = True
                 self.emit_log(val_metrics, "val")
@@ -295,34 +322,13 @@ class Trainer:
             self.progress_display.close()
             self.progress_display = None
 
-    def _resolve_monitor(self, metric_for_best: str) -> str:
-        name = metric_for_best[4:] if metric_for_best.startswith("val/") else metric_for_best
-        names = getattr(self.metrics, "names", None)
-        if names is not None and name not in ("loss", *names):
-            valid = ", ".join(f"val/{n}" for n in ("loss", *names))
-            raise ValueError(f"unknown metric_for_best {metric_for_best!r}; available: {valid}")
-        return name
-
-    def _monitored(self, val_metrics: dict[str, float]) -> float:
-        if self._monitor not in val_metrics:  # custom metrics without a `names` attribute
-            valid = ", ".join(f"val/{n}" for n in val_metrics)
-            raise ValueError(f"unknown metric_for_best {self._monitor!r}; available: {valid}")
-        return float(val_metrics[self._monitor])
-
     def _check_plateau_mode(self) -> None:
-        wanted = "min" if self._minimize else "max"
+        wanted = self._monitor.mode
         if isinstance(self.scheduler, ReduceLROnPlateau) and self.scheduler.mode != wanted:
             raise ValueError(
                 f"plateau scheduler mode {self.scheduler.mode!r} does not match "
-                f"minimize_metric={self._minimize} (use mode={wanted!r})"
+                f"minimize_metric={self._monitor.minimize} (use mode={wanted!r})"
             )
-
-    def _improves(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.best_metric is None:
-            return True
-        return value < self.best_metric if self._minimize else value > self.best_metric
 
     def _record(self, epoch: int, train: dict[str, float], val: dict[str, float]) -> None:
         self.history.setdefault("epoch", []).append(epoch)
@@ -354,7 +360,7 @@ class Trainer:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "metrics": dict(self.last_val_metrics),
-            "monitor": {"metric": f"val/{self._monitor}", "minimize": self._minimize},
+            "monitor": {"metric": self._monitor.key, "minimize": self._monitor.minimize},
             "history": {key: list(values) for key, values in self.history.items()},
             "early_stopping": stopper.state_dict() if stopper is not None else None,
             "rng": capture_rng_state(),
@@ -391,10 +397,10 @@ class Trainer:
         self.last_val_metrics = dict(ckpt.get("metrics") or {})
         self.history = {key: list(values) for key, values in (ckpt.get("history") or {}).items()}
         saved_monitor = (ckpt.get("monitor") or {}).get("metric")
-        if saved_monitor not in (None, f"val/{self._monitor}"):
+        if saved_monitor not in (None, self._monitor.key):
             _LOGGER.warning(
                 "%s was monitoring %s, this fit monitors val/%s: best_metric is not comparable",
-                path, saved_monitor, self._monitor,
+                path, saved_monitor, self._monitor.name,
             )
         if self._early_stopping is not None and ckpt.get("early_stopping"):
             self._early_stopping.load_state_dict(ckpt["early_stopping"])

@@ -1,4 +1,5 @@
-"""Training utilities: early stopping, gradient accumulation, device, model info, progress."""
+"""Training utilities: early stopping, the monitored metric, gradient accumulation, device,
+model info, progress."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import logging
 import math
 import sys
 import time
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 __all__ = [
     "EarlyStopping",
+    "Monitor",
     "GradientAccumulator",
     "get_device",
     "log_model_info",
@@ -99,6 +101,47 @@ class EarlyStopping:
         self.best = state["best"]
         self.counter = int(state["counter"])
         self.stopped = bool(state["stopped"])
+
+
+class Monitor:
+    """The validation metric ``Trainer.fit`` watches for ``best.pt``, early stopping, plateaus.
+
+    Args:
+        metric: ``"mae"`` or ``"val/mae"``.
+        minimize: Whether lower is better.
+        names: The metric names the metrics function reports (its ``names`` attribute); None
+            when unknown: :meth:`value` then checks each validation dict instead.
+
+    Raises:
+        ValueError: On a metric that is neither ``loss`` nor in ``names`` (the message lists
+            the valid ones).
+    """
+
+    def __init__(
+        self, metric: str, minimize: bool = True, names: Sequence[str] | None = None
+    ) -> None:
+        self.name = metric[4:] if metric.startswith("val/") else metric
+        if names is not None and self.name not in ("loss", *names):
+            valid = ", ".join(f"val/{n}" for n in ("loss", *names))
+            raise ValueError(f"unknown metric_for_best {metric!r}; available: {valid}")
+        self.minimize = minimize
+        self.mode = "min" if minimize else "max"
+        self.key = f"val/{self.name}"  # as checkpoints record it
+
+    def value(self, val_metrics: Mapping[str, float]) -> float:
+        """The monitored value of a validation dict (bare keys)."""
+        if self.name not in val_metrics:  # custom metrics without a `names` attribute
+            valid = ", ".join(f"val/{n}" for n in val_metrics)
+            raise ValueError(f"unknown metric_for_best {self.name!r}; available: {valid}")
+        return float(val_metrics[self.name])
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` (anything but NaN beats None)."""
+        if math.isnan(value):
+            return False
+        if best is None:
+            return True
+        return value < best if self.minimize else value > best
 
 
 class GradientAccumulator:

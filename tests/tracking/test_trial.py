@@ -8,7 +8,7 @@ import torch
 from _tracking_helpers import BASE_YAML, SPEC, fit, steps
 from torch import nn
 
-from mspe_sweep.training import Callback
+from mspe_sweep.training import Callback, Trainer
 
 EPOCH_KEYS = {"train/loss", "train/mae", "train/mse", "train/rmse", "lr", "epoch_seconds",
               "graphs_per_second", "val/loss", "val/mae", "val/mse", "val/rmse"}
@@ -63,6 +63,31 @@ def test_epoch_ended_by_a_raising_callback_is_logged_at_finish(backend, study_na
     got = client.get_run(run.run_id)
     assert got.info.status == "KILLED" and got.data.tags["mspe.state"] == "PRUNED"
     assert got.data.tags["mspe.reason"] == "pruned at epoch 2"
+
+
+class FailAfterTraining(Callback):
+    def on_train_epoch_end(self, trainer, epoch, metrics):
+        if epoch == 2:
+            raise RuntimeError("failed before validation")
+
+
+def test_epoch_ended_before_its_validation_logs_train_metrics_only(backend, study_name):
+    _, run = open_trial(backend, study_name)
+    with pytest.raises(RuntimeError):
+        fit([run.callback(), FailAfterTraining()], epochs=3)
+    run.finish("FAIL", reason="failed before validation")
+    client = backend.client
+    assert [s for s, _ in steps(client, run.run_id, "train/loss")] == [1, 2]
+    assert [s for s, _ in steps(client, run.run_id, "val/mae")] == [1]
+
+
+def test_logger_holds_no_trainer(backend, study_name):
+    _, run = open_trial(backend, study_name)
+    with pytest.raises(RuntimeError):
+        fit([Prune(), run.callback()], epochs=3)
+    held = run.open_epoch
+    assert held.epoch == 2 and set(held.val) == {"loss", "mae", "mse", "rmse"}
+    assert not any(isinstance(v, Trainer) for v in (*vars(held).values(), *vars(run).values()))
 
 
 def test_final_states_metrics_and_artifacts(backend, study_name, tmp_path):

@@ -50,6 +50,24 @@ def test_hook_order(tmp_path):
     ]
 
 
+def test_validation_recorded_comes_before_bookkeeping_and_checkpoints(tmp_path):
+    class Early(Recorder):
+        def on_validation_recorded(self, trainer, epoch, metrics):
+            assert trainer.epoch == epoch and trainer.history["epoch"][-1] == epoch
+            assert metrics == trainer.last_val_metrics and "lr" not in metrics
+            self.events.append(f"recorded {epoch} best={trainer.best_epoch}")
+
+    recorder = Early()
+    train, val = regression_loaders()
+    _trainer(tmp_path, [recorder], lr=0.0).fit(train, val, epochs=2)
+    assert recorder.events == [
+        "fit_start",
+        "train_end 1 lr=True", "recorded 1 best=None", "saved best", "saved last", "eval_end 1",
+        "train_end 2 lr=True", "recorded 2 best=1", "saved last", "eval_end 2",
+        "fit_end completed 2",
+    ]
+
+
 def test_should_stop_ends_fit_normally(tmp_path):
     class StopAfterFirst(Callback):
         def on_eval_epoch_end(self, trainer, epoch, metrics):

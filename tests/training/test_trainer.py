@@ -64,6 +64,27 @@ def test_eval_metrics_are_over_the_whole_epoch_not_batch_means():
     assert result["rmse"] != pytest.approx(sum(batch_rmse) / 4, rel=1e-3)
 
 
+def test_eval_loss_is_exactly_the_row_weighted_mean_of_the_batch_losses():
+    x, y = regression_tensors(10)
+    loader = DataLoader(TensorDataset(x, y), batch_size=3)  # rows 3, 3, 3, 1
+    trainer = make_trainer(loss_fn=nn.MSELoss())
+    total = 0.0
+    with torch.no_grad():
+        for xb, yb in loader:
+            total += nn.MSELoss()(trainer.model(xb).reshape(-1), yb).item() * len(yb)
+    assert trainer.eval_epoch(loader)["loss"] == total / 10
+
+
+def test_the_loop_changes_nothing_on_the_trainer():
+    train, _ = regression_loaders(batch_size=10)  # 5 micro-batches
+    trainer = make_trainer(accumulation_steps=2)
+    before = dict(vars(trainer))
+    trainer.train_epoch(train)
+    assert vars(trainer) == before
+    assert trainer.global_step == trainer.loop.global_step == 3
+    assert not any(value is trainer for value in vars(trainer.loop).values())
+
+
 def test_train_epoch_keys_lr_and_throughput():
     train, _ = regression_loaders(batch_size=16)
     trainer = make_trainer(lr=0.05)
@@ -218,6 +239,18 @@ def test_epoch_interval_scheduler_is_stepped_per_epoch():
     trainer = Trainer(model, optimizer, scheduler, device="cpu", progress=False)
     history = trainer.fit(train, val, epochs=3)
     assert history["train/lr"] == [1.0, 0.5, 0.25]
+
+
+def test_scheduler_without_interval_is_stepped_once_per_epoch():
+    class Counting:
+        steps = 0
+
+        def step(self):
+            Counting.steps += 1
+
+    train, val = regression_loaders(batch_size=12)  # 4 optimizer steps per epoch
+    make_trainer(scheduler=Counting()).fit(train, val, epochs=3)
+    assert Counting.steps == 3
 
 
 def test_plateau_scheduler_uses_monitored_metric_and_checks_mode():
