@@ -5,7 +5,8 @@ never the fluent global-run API) and does not import Optuna: the sweep passes pl
 
     tracker = build_tracker(cfg.tracking.backend, cfg.tracking.uri, mspe_home())
     parent_id = tracker.start_study(spec.name, stored_parent_id, spec.to_dict(), base_yaml)
-    run = tracker.start_trial(n, params, fixed_overrides, overrides, tags, retry_of_run_id)
+    run = tracker.start_trial(n, params, fixed_overrides, overrides, tags, retry_of_run_id,
+                              data=DataRecord(name, source, fingerprint, sizes))
     run.log_history(checkpoint["history"])            # only when resuming from last.pt
     Trainer(..., callbacks=[run.callback(), pruning, ...]).fit(...)
     run.finish("COMPLETE", value=..., test_metric={"test/mae": ...}, best_epoch=...,
@@ -49,7 +50,7 @@ and everything held in memory by a process that exits during the outage. Optuna'
 ``runs/<study>/trial-<n>/`` keep all of it regardless.
 """
 
-from mspe_sweep.tracking.base import Tracker, TrialRun
+from mspe_sweep.tracking.base import DataRecord, Tracker, TrialRun
 from mspe_sweep.tracking.factory import BACKENDS, build_tracker
 
-__all__ = ["build_tracker", "Tracker", "TrialRun", "BACKENDS"]
+__all__ = ["build_tracker", "DataRecord", "Tracker", "TrialRun", "BACKENDS"]

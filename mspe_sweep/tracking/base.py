@@ -5,12 +5,13 @@ This module does not import MLflow, so ``tracking=none`` never pays MLflow's imp
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mspe_sweep.training import Callback
 
-# Optuna-style trial state -> (MLflow run status, mspe.state tag).
+# Optuna-style trial state (also the value of the run's mspe.state tag) -> MLflow run status.
 STATES = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "INTERRUPTED": "KILLED"}
 
 
@@ -19,6 +20,23 @@ def check_state(state: str) -> str:
     if state not in STATES:
         raise ValueError(f"unknown trial state {state!r}; valid: {', '.join(STATES)}")
     return STATES[state]
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The data a trial trained on, as MLflow's runs table shows it (Dataset column).
+
+    Attributes:
+        name: The dataset's config name (``zinc_rdkit``).
+        source: Where the graphs came from, in words (the start-up ``data:`` line).
+        fingerprint: The dataset fingerprint (MLflow's dataset digest).
+        sizes: Graphs per split, ``{"train": 8000, "val": 1000, "test": 1000}``.
+    """
+
+    name: str
+    source: str
+    fingerprint: str
+    sizes: Mapping[str, int] = field(default_factory=dict)
 
 
 class TrialRun:
@@ -50,7 +68,6 @@ class TrialRun:
         check_state(state)
 
 
-
 class Tracker:
     """The tracking interface. This base class does nothing (``tracking=none``)."""
 
@@ -61,7 +78,8 @@ class Tracker:
 
     def start_trial(self, trial_number: int, params: Mapping[str, Any],
                     fixed_overrides: Sequence[str], overrides: Sequence[str],
-                    tags: Mapping[str, str], retry_of_run_id: str | None = None) -> TrialRun:
+                    tags: Mapping[str, str], retry_of_run_id: str | None = None,
+                    data: DataRecord | None = None) -> TrialRun:
         """Open a child run for a trial; see :class:`MlflowTracker`."""
         return TrialRun()
 

@@ -13,7 +13,12 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from mlflow.entities import DatasetInput
+
+    from mspe_sweep.tracking.base import DataRecord
 
 # Limits of MLflow 3.17 (mlflow/utils/validation.py).
 MAX_PARAM_VALUE = 6000
@@ -191,3 +196,17 @@ def git_commit() -> str | None:
     if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit):
         return commit
     return os.environ.get("MSPE_GIT_COMMIT") or None
+
+
+def dataset_input(data: DataRecord) -> DatasetInput:
+    """MLflow's dataset input for a trial's data: what fills the runs table's Dataset column.
+
+    The fingerprint is the digest (runs on the same data share it); the split sizes and the
+    source line form the profile shown in the run's Inputs section.
+    """
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    profile = json.dumps({"splits": dict(data.sizes), "source": data.source}, sort_keys=True)
+    dataset = Dataset(name=data.name, digest=data.fingerprint[:36], source_type="local",
+                      source=json.dumps({"mspe_sweep.dataset": data.name}), profile=profile)
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])

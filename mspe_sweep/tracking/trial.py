@@ -1,9 +1,12 @@
 """One trial = one MLflow child run: per-epoch metrics from a Trainer callback, final state.
 
-Per-epoch metrics are sent as ONE ``log_batch`` request per epoch (train metrics are held from
-``on_train_epoch_end`` until ``on_eval_epoch_end``). Metrics that could not be sent (tracking
-down) stay in memory (up to :data:`MAX_PENDING` values) and go out with the next successful
-request of this run, so an outage that ends before the trial does loses no epoch.
+Per-epoch metrics are sent as ONE ``log_batch`` request per epoch: train metrics are held from
+``on_train_epoch_end`` and validation metrics from ``on_validation_recorded`` until
+``on_eval_epoch_end``, or until ``finish`` when a callback raised first (e.g. a pruner). The
+logger keeps no reference to the Trainer: everything it logs arrives as hook arguments.
+Metrics that could not be sent (tracking down) stay in memory (up to :data:`MAX_PENDING`
+values) and go out with the next successful request of this run, so an outage that ends before
+the trial does loses no epoch.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
 
 from mspe_sweep.tracking import names
-from mspe_sweep.tracking.base import TrialRun, check_state
+from mspe_sweep.tracking.base import DataRecord, TrialRun, check_state
 from mspe_sweep.training import Callback
 
 if TYPE_CHECKING:
@@ -28,14 +32,31 @@ log = logging.getLogger("mspe_sweep.tracking")
 MAX_PENDING = 200_000
 
 
+@dataclass
+class OpenEpoch:
+    """An epoch's metrics, held until they are sent in one request."""
+
+    epoch: int
+    train: dict[str, float]
+    val: dict[str, float] = field(default_factory=dict)  # empty until validation is recorded
+
+
 class MlflowLogger(Callback):
-    """Trainer callback of an :class:`MlflowTrialRun` (built by ``TrialRun.callback()``)."""
+    """Trainer callback of an :class:`MlflowTrialRun` (built by ``TrialRun.callback()``).
+
+    It reads nothing from the trainer: each hook's ``epoch`` and ``metrics`` are what it logs.
+    """
 
     def __init__(self, run: MlflowTrialRun) -> None:
         self.run = run
 
     def on_train_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.run.open_epoch = (epoch, dict(metrics), trainer)
+        self.run.open_epoch = OpenEpoch(epoch, dict(metrics))
+
+    def on_validation_recorded(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
+        held = self.run.open_epoch
+        if held is not None and held.epoch == epoch:
+            held.val = dict(metrics)
 
     def on_eval_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
         self.run.close_epoch(epoch, metrics)
@@ -50,16 +71,18 @@ class MlflowTrialRun(TrialRun):
         params: Run params (``names.trial_params``).
         tags: Run tags (without ``mlflow.parentRunId``, added once the parent is known).
         retry_of: Run id of the crashed attempt this trial retries, or None.
+        data: The trial's data, logged once as the run's dataset input.
     """
 
     def __init__(self, tracker: MlflowTracker, number: int, params: dict[str, str],
-                 tags: dict[str, str], retry_of: str | None) -> None:
+                 tags: dict[str, str], retry_of: str | None,
+                 data: DataRecord | None = None) -> None:
         self.tracker, self.guard, self.client = tracker, tracker.guard, tracker.client
         self.name = f"trial-{number}"
-        self.params, self.tags, self.retry_of = params, tags, retry_of
+        self.params, self.tags, self.retry_of, self.data = params, tags, retry_of, data
         self.run_id: str | None = None
         self.pending: list[Metric] = []
-        self.open_epoch: tuple[int, dict, Any] | None = None
+        self.open_epoch: OpenEpoch | None = None
         self.finished = False
         self._params_logged = False
         self._retry_marked = retry_of is None
@@ -91,13 +114,16 @@ class MlflowTrialRun(TrialRun):
         for start in range(0, len(items), names.MAX_PARAMS_PER_BATCH):
             chunk = items[start:start + names.MAX_PARAMS_PER_BATCH]
             self.client.log_batch(self.run_id, params=chunk)
+        if self.data is not None:
+            self.client.log_inputs(self.run_id, datasets=[names.dataset_input(self.data)])
 
     def callback(self) -> Callback:
         return MlflowLogger(self)
 
     def close_epoch(self, epoch: int, val: Mapping[str, float]) -> None:
         """Log one epoch: the held train metrics plus ``val`` in one request."""
-        train = self.open_epoch[1] if self.open_epoch and self.open_epoch[0] == epoch else {}
+        held = self.open_epoch
+        train = held.train if held is not None and held.epoch == epoch else {}
         self.open_epoch = None
         stamp = names.now_ms()
         self.log_metrics([Metric(k, v, stamp, epoch)
@@ -148,10 +174,8 @@ class MlflowTrialRun(TrialRun):
             return
         self.finished = True
         if self.open_epoch is not None:  # an epoch ended by a raising callback (e.g. pruning)
-            epoch, _, trainer = self.open_epoch
-            done = getattr(trainer, "epoch", None) == epoch  # validation of it had finished
-            self.close_epoch(epoch, (getattr(trainer, "last_val_metrics", None) or {}) if done
-                             else {})
+            # Its validation metrics if they were recorded before the raise, else train only.
+            self.close_epoch(self.open_epoch.epoch, self.open_epoch.val)
         if not self.ensure_run():
             return
         stamp = names.now_ms()
