@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Sequence
 
 import optuna
-from omegaconf import OmegaConf
 
 from mspe_sweep.cli import run_command, split_key_value
 from mspe_sweep.config import STUDIES_DIR, mspe_home
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.driver import open_storage, parse_args
+from mspe_sweep.sweep.prepare import open_storage, parse_args
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import leaderboard, summary
-from mspe_sweep.sweep.spec import find_study_file
+from mspe_sweep.sweep.spec import find_study_file, read_study_file
 from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import build_tracker
 
@@ -43,8 +42,8 @@ def report(args: Sequence[str]) -> str:
     if top is not None and not (top.isdigit() and int(top) >= 1):
         raise UserError(f"top={top}: must be a positive integer")
     path = find_study_file(driver.study.name, STUDIES_DIR)
-    declared = OmegaConf.load(path)
-    name, metric = str(declared.get("name")), str(declared.get("metric", "value"))
+    declared = read_study_file(path)
+    name, metric = str(declared["name"]), str(declared["metric"])
     missing = f"no study named {name!r} in {{}} (run it first: python -m mspe_sweep.run " \
               f"study={driver.study.name})"
     if driver.storage.backend == "sqlite":
@@ -59,7 +58,7 @@ def report(args: Sequence[str]) -> str:
         raise UserError(missing.format(mask_url(url))) from None
     record = StudyRecord(study)
     n_trials = (driver.study.n_trials or record.n_trials
-                or int(declared.get("n_trials", 0)))
+                or int(declared["n_trials"]))
     text = leaderboard(study, metric, top=int(top)) if top else summary(study, metric, n_trials)
     print(text, flush=True)
     files = write_study_plots(study, mspe_home() / "runs" / name / "plots")

@@ -10,6 +10,7 @@ from typing import Sequence
 from mspe_sweep.cli import groups_help, run_command
 from mspe_sweep.config import DRIVER_GROUPS, STUDIES_DIR, group_options
 from mspe_sweep.sweep.driver import run_study
+from mspe_sweep.sweep.reporting import quiet_libraries
 
 USAGE = f"""\
 usage: python -m mspe_sweep.run study=<name> [driver keys] [run overrides]
@@ -32,7 +33,8 @@ examples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(run_study, USAGE, argv)
+    with quiet_libraries():  # the process-wide settings, once, for the whole command
+        return run_command(run_study, USAGE, argv)
 
 
 if __name__ == "__main__":

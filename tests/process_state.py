@@ -1,5 +1,9 @@
 """Process-wide state that in-process CLI runs change, and a context manager undoing it.
 
+The sweep's own settings (Optuna's verbosity, the per-trial loggers' levels, the SIGTERM
+handler) are undone by the code that sets them; what is left here is the entry points' logging
+set-up (``cli.configure_logging``, MLflow's logger) and torch's determinism switches.
+
 Imported by test modules and conftests (``tests/`` is on ``sys.path`` through the top-level
 conftest).
 """
@@ -9,14 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 
-import optuna
 import torch
 
 # Loggers the CLI entry points reconfigure (handlers, levels, propagation) in-process.
-_LOGGERS = ("mspe_sweep", "mspe_sweep.pipeline", "mspe_sweep.training", "mspe_sweep.dataset",
-            "mlflow")
+_LOGGERS = ("mspe_sweep", "mlflow")
 
 
 def torch_determinism() -> tuple:
@@ -40,23 +41,18 @@ def restore_torch_determinism(flags: tuple) -> None:
 
 @contextlib.contextmanager
 def preserved_process_state():
-    """In-process CLI runs install a SIGTERM handler, reconfigure logging and Optuna's
-    verbosity, and ``training.deterministic=true`` switches torch to deterministic kernels for
-    the whole process: undo all of it, so later tests (caplog users, reproducibility tests) see
-    the process as pytest set it up."""
-    handler = signal.getsignal(signal.SIGTERM)
+    """In-process CLI runs reconfigure logging, and ``training.deterministic=true`` switches
+    torch to deterministic kernels for the whole process: undo both, so later tests (caplog
+    users, reproducibility tests) see the process as pytest set it up."""
     saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
                     logging.getLogger(name).propagate) for name in _LOGGERS}
-    verbosity = optuna.logging.get_verbosity()
     torch_flags = torch_determinism()
     try:
         yield
     finally:
         restore_torch_determinism(torch_flags)
-        signal.signal(signal.SIGTERM, handler)
         for name, (handlers, level, propagate) in saved.items():
             logger = logging.getLogger(name)
             logger.handlers[:] = handlers
             logger.setLevel(level)
             logger.propagate = propagate
-        optuna.logging.set_verbosity(verbosity)

@@ -24,6 +24,7 @@ them deliberately, so their ``ExperimentalWarning`` is silenced at construction.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import warnings
@@ -182,6 +183,25 @@ def build_sampler(
     if spec.type == "grid":
         kwargs["search_space"] = _grid_space(params, where)
     return _construct("sampler", spec.type, cls, kwargs, where)
+
+
+def derive_seed(study_seed: int, trial_number: int) -> int:
+    """A seed from the study seed and a number: a trial's (its ORIGINAL number, so it is stable
+    on retry), or the count of trials a resumed study already has (for its sampler)."""
+    digest = hashlib.sha256(f"{study_seed}:{trial_number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
+
+
+def study_sampler(spec_sampler: ComponentSpec, seed: int, params: Sequence[Any], *,
+                  existing_trials: int, worker: int) -> optuna.samplers.BaseSampler:
+    """The sampler of one worker of a study that already has ``existing_trials`` trials.
+
+    A resumed study must not replay the first run's random draws: its seed moves on with the
+    study's progress.
+    """
+    if existing_trials:
+        seed = derive_seed(seed, existing_trials)
+    return build_sampler(spec_sampler, seed, params, worker=worker)
 
 
 def build_pruner(

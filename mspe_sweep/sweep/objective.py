@@ -7,7 +7,6 @@ retried trial trains in its original trial's directory and continues from its ``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import optuna
 from mspe_sweep.config import compose_run_config
 from mspe_sweep.pipeline import CONFIG_FILE, TrainResult, train_from_config
 from mspe_sweep.sweep.callbacks import EpochProgress, PruningCallback
+from mspe_sweep.sweep.factories import derive_seed
 from mspe_sweep.sweep.records import RunningTrial
 from mspe_sweep.sweep.space import suggest, to_overrides
 from mspe_sweep.sweep.spec import StudySpec
@@ -25,12 +25,6 @@ from mspe_sweep.tracking import Tracker, TrialRun
 from mspe_sweep.training import read_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def derive_seed(study_seed: int, trial_number: int) -> int:
-    """A per-trial seed from the study seed and the ORIGINAL trial number (stable on retry)."""
-    digest = hashlib.sha256(f"{study_seed}:{trial_number}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
 
 
 class Objective:

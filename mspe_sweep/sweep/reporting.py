@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import shlex
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.sweep.records import TrialRecord
 from mspe_sweep.tracking import Tracker
+
+
+# Loggers whose per-trial lines (data, PE cache, model) only repeat the start-up lines.
+TRIAL_LOGGERS = ("mspe_sweep.pipeline", "mspe_sweep.training", "mspe_sweep.dataset")
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """The process-wide settings of a sweep command, applied by its entry point: Optuna's own
+    per-trial lines off (we print ours; restored at the end) and MLflow's logging at WARNING
+    unless the user set ``MLFLOW_LOGGING_LEVEL`` (kept: MLflow reads it once, on import)."""
+    verbosity = optuna.logging.get_verbosity()
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+@contextlib.contextmanager
+def quiet_trial_logs() -> Iterator[None]:
+    """While trials run, only warnings of the ``TRIAL_LOGGERS``: the start-up lines name the
+    data, and per-trial data, PE-cache and model lines would repeat it once per trial."""
+    levels = {name: logging.getLogger(name).level for name in TRIAL_LOGGERS}
+    for name in TRIAL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def counts(study: optuna.Study) -> dict[TrialState, int]:

@@ -67,7 +67,8 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_trials": (lambda v: _is_int(v, 1), "an integer >= 1"),
     "timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
                                         and v > 0), "a number of seconds > 0, or null"),
-    "seed": (_is_int, "an integer"),
+    # Samplers take numpy seeds (0 <= seed < 2**32); each local worker adds its index.
+    "seed": (lambda v: _is_int(v, 0) and v < 2**31, "an integer between 0 and 2**31 - 1"),
     "description": (lambda v: v is None or isinstance(v, str), "text"),
     "fixed": (lambda v: isinstance(v, list), "a list of overrides like 'training.epochs=30'"),
     "max_consecutive_failures": (lambda v: _is_int(v, 1), "an integer >= 1"),
@@ -132,11 +133,23 @@ class StudySpec:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as plain JSON-able data, for logging and MLflow."""
+        """Every field as plain JSON-able data, for logging, MLflow and worker plans."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(path=str(self.path), sampler=self.sampler.to_dict(), fixed=list(self.fixed),
                     pruner=self.pruner.to_dict(), params=[p.to_dict() for p in self.params])
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StudySpec:
+        """The spec back from :meth:`to_dict` (already validated: nothing is checked)."""
+        params = tuple(
+            ParamSpec(p["key"], optuna.distributions.json_to_distribution(
+                json.dumps(p["distribution"])), {k: tuple(v) for k, v in p["when"].items()},
+                p["grammar"]) for p in data["params"])
+        return cls(**{**data, "path": Path(data["path"]), "params": params,
+                      "fixed": tuple(data["fixed"]),
+                      "sampler": ComponentSpec.parse(data["sampler"], "sampler"),
+                      "pruner": ComponentSpec.parse(data["pruner"], "pruner")})
 
 
 def find_study_file(name: str, studies_dir: Path) -> Path:
@@ -170,7 +183,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_study_file(path: Path) -> dict[str, Any]:
+    """The study file's keys with their defaults filled in; only the keys are checked.
+
+    Raises:
+        UserError: Unreadable file, invalid YAML, unknown or missing keys.
+    """
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
     except OSError as exc:
@@ -284,7 +302,7 @@ def _check_keys(
     params: Sequence[ParamSpec],
     cfg: DictConfig,
     groups: Mapping[str, Sequence[str]],
-    compose: Callable[[list[str]], DictConfig] | None,
+    compose: Callable[[list[str]], DictConfig],
     base: list[str],
 ) -> None:
     by_key = {p.key: p for p in params}
@@ -295,7 +313,7 @@ def _check_keys(
         # A key under a searched group (pe.walk_length under pe) exists only for some of the
         # group's options: check it in the config composed with each option it can run with.
         owners = [g for g in groups if param.key.startswith(f"{g}.") and g in by_key]
-        variants = [(f"{g}={o}",) for g in owners if compose is not None
+        variants = [(f"{g}={o}",) for g in owners
                     for o in param.when.get(g, by_key[g].distribution.choices)] or [()]
         for extra in variants:
             conf = _compose(compose, [*base, *extra], where) if extra else cfg
@@ -316,24 +334,27 @@ def _check_keys(
 def load_study(
     path: Path,
     *,
-    cfg: DictConfig | None,
+    compose: Callable[[list[str]], DictConfig],
     groups: Mapping[str, Sequence[str]],
     known_metrics: Collection[str],
     cli_overrides: Sequence[str] = (),
-    compose: Callable[[list[str]], DictConfig] | None = None,
+    cli_settings: Mapping[str, Any] | None = None,
 ) -> StudySpec:
     """Reads and validates a study file.
 
     Args:
         path: The study file.
-        cfg: The run config composed with ``fixed`` and the command-line run overrides, or
-            ``None`` to have ``compose`` build it (then a bad ``fixed`` entry is a UserError).
+        compose: ``overrides -> DictConfig`` (raising ``HydraException`` or ``UserError`` on
+            bad overrides). It composes the run config with ``fixed`` and the command-line run
+            overrides that the searched keys are checked against, and, for keys under a
+            searched group (``pe.rwse.steps`` with ``pe`` searched), the config with each
+            option they can run with.
         groups: Config group name -> available option names (``{"pe": ["rwse", ...]}``).
         known_metrics: Metric names the objective can report (``val/mae``, ...).
         cli_overrides: Run overrides given on the command line; searched keys must not be set.
-        compose: Optional ``overrides -> DictConfig`` (raising ``HydraException`` on bad
-            overrides); when given, keys under a searched group (``pe.rwse.steps`` with ``pe``
-            searched) are checked in the config composed with each option they can run with.
+        cli_settings: Study keys given on the command line (``study.n_trials=5`` ->
+            ``{"n_trials": 5}``; ``n_trials``, ``timeout``, ``seed``): they replace the file's
+            and are checked the same way.
 
     Returns:
         The spec.
@@ -342,7 +363,12 @@ def load_study(
         UserError: Any mistake in the file, as one line naming the file and key.
     """
     path = Path(path)
-    data = _read(path)
+    data = read_study_file(path)
+    for key, value in (cli_settings or {}).items():
+        valid, what = _CHECKS[key]
+        if not valid(value):
+            raise UserError(f"study.{key}={value}: must be {what}")
+        data[key] = value
     for key, (valid, what) in _CHECKS.items():
         if not valid(data[key]):
             raise UserError(f"{path}: {key}: must be {what}, got {data[key]!r}")
@@ -362,10 +388,7 @@ def load_study(
                 raise UserError(f"{path}: params.{param.key}: also set in {source} "
                                 f"({keys[param.key]!r}); search it or fix it, not both")
     base = [*fixed, *cli_overrides]
-    if cfg is None:
-        if compose is None:
-            raise TypeError("load_study needs cfg or compose")
-        cfg = _compose(compose, base, f"{path}: fixed")
+    cfg = _compose(compose, base, f"{path}: fixed" + (" + command line" if cli_overrides else ""))
     _check_keys(path, params, cfg, groups, compose, base)
     sampler = ComponentSpec.parse(data["sampler"], f"{path}: sampler")
     pruner = ComponentSpec.parse(data["pruner"], f"{path}: pruner")

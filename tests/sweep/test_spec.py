@@ -47,7 +47,8 @@ def write(tmp_path: Path, data: dict | str, name: str = "mystudy.yaml") -> Path:
 
 
 def load(path: Path, **kwargs) -> StudySpec:
-    kwargs = {"cfg": CFG, "groups": GROUPS, "known_metrics": METRICS, **kwargs}
+    kwargs = {"compose": lambda overrides: CFG, "groups": GROUPS, "known_metrics": METRICS,
+              **kwargs}
     return load_study(path, **kwargs)
 
 
@@ -204,7 +205,8 @@ def test_compose_checks_keys_under_searched_group_per_allowed_option(tmp_path):
     composed = []
 
     def compose(overrides):
-        composed.append(overrides[-1])
+        if overrides[-1].startswith("pe="):  # not the base config (fixed, no group option)
+            composed.append(overrides[-1])
         pe = {"rwse": {"steps": 20}} if "pe=rwse" in overrides else {"lap": {"k": 4}}
         return OmegaConf.create({**OmegaConf.to_container(CFG), "pe": pe})
 
@@ -240,7 +242,7 @@ def test_cfg_none_composes_with_hydra_and_bad_fixed_is_a_user_error(tmp_path):
         def compose(overrides):
             return hydra_compose("run", overrides=overrides)
 
-        kwargs = {"cfg": None, "groups": {"pe": ["rwse", "lap"]}, "compose": compose}
+        kwargs = {"groups": {"pe": ["rwse", "lap"]}, "compose": compose}
         spec = load(write(tmp_path, study), **kwargs)
         assert [p.key for p in spec.params][-1] == "pe.rwse.steps"
         with pytest.raises(UserError) as info:
@@ -265,11 +267,11 @@ def test_searched_values_must_fit_a_typed_run_config(tmp_path):
     typed = OmegaConf.structured(Run)
     OmegaConf.set_readonly(typed, True)
     ok = {"training.epochs": "tag(int, interval(10, 40))", "training.lr": "choice(1, 0.5)"}
-    spec = load(write(tmp_path, with_(fixed=[], params=ok)), cfg=typed)
+    spec = load(write(tmp_path, with_(fixed=[], params=ok)), compose=lambda overrides: typed)
     assert len(spec.params) == 2
     bad = {"training.epochs": "interval(10, 40)"}
     with pytest.raises(UserError) as info:
-        load(write(tmp_path, with_(fixed=[], params=bad)), cfg=typed)
+        load(write(tmp_path, with_(fixed=[], params=bad)), compose=lambda overrides: typed)
     message = str(info.value)
     assert "mystudy.yaml: params.training.epochs: searched value 10.0 does not fit" in message
     assert "Integer" in message and "\n" not in message

@@ -1,9 +1,9 @@
 """``workers=N``: N worker processes on this machine, one GPU slot each, no orphans.
 
-The study is created by the launcher before any worker starts (two processes creating a new
-study at once can fail). Each worker is the same command in a child process with
-``MSPE_WORKER_INDEX`` set, so it runs the worker loop only. Ctrl-C / SIGTERM reach the workers
-as SIGTERM: each one queues its running trial for a resumed retry and exits.
+The study is created by ``prepare`` before any worker starts (two processes creating a new
+study at once can fail). Each worker is ``python -m mspe_sweep.sweep.work`` with the plan in
+its environment, so it runs the worker loop only. Ctrl-C / SIGTERM reach the workers as
+SIGTERM: each one queues its running trial for a resumed retry and exits.
 """
 
 from __future__ import annotations
@@ -13,24 +13,17 @@ import logging
 import os
 import signal
 import subprocess
-import sys
-from typing import Sequence
 
 import torch
 
+from mspe_sweep.sweep.launch import worker_command, worker_env
+from mspe_sweep.sweep.plan import Plan
 from mspe_sweep.sweep.worker import raise_keyboard_interrupt
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "MSPE_WORKER_INDEX"
 PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT_S = 60
-
-
-def worker_index() -> int | None:
-    """This process's worker index when it was started by the launcher, else None."""
-    value = os.environ.get(WORKER_ENV)
-    return int(value) if value is not None else None
 
 
 def gpu_for(index: int, trials_per_gpu: int) -> str | None:
@@ -49,12 +42,20 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def launch_workers(args: Sequence[str], workers: int, trials_per_gpu: int) -> int:
-    """Run ``workers`` copies of ``python -m mspe_sweep.run <args>`` and wait for all of them.
+class LocalLauncher:
+    """Worker processes on this machine (see :class:`~mspe_sweep.sweep.launch.Launcher`)."""
+
+    def launch(self, plan: Plan) -> int:
+        return launch_workers(plan)
+
+
+def launch_workers(plan: Plan) -> int:
+    """Run ``plan.workers`` worker processes and wait for all of them.
 
     Returns:
         0 when every worker succeeded, else the first non-zero exit code.
     """
+    workers, trials_per_gpu = plan.workers, plan.trials_per_gpu
     if torch.cuda.device_count() and workers > torch.cuda.device_count() * trials_per_gpu:
         log.warning("workers=%d > GPUs (%d) x trials_per_gpu (%d): GPUs are shared further",
                     workers, torch.cuda.device_count(), trials_per_gpu)
@@ -63,15 +64,15 @@ def launch_workers(args: Sequence[str], workers: int, trials_per_gpu: int) -> in
     # can be 10x slower than one thread each.
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     for index in range(workers):
-        env = {**os.environ, WORKER_ENV: str(index)}
+        env = {**os.environ, **worker_env(plan, index)}
         env.setdefault("OMP_NUM_THREADS", threads)
         gpu = gpu_for(index, trials_per_gpu)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         # A session of their own: Ctrl-C reaches only the launcher, which forwards one SIGTERM
         # (two signals would interrupt a worker's clean-up of the first).
-        procs.append(subprocess.Popen([sys.executable, "-m", "mspe_sweep.run", *args], env=env,
-                                      preexec_fn=_die_with_parent, start_new_session=True))
+        procs.append(subprocess.Popen(worker_command(), env=env, preexec_fn=_die_with_parent,
+                                      start_new_session=True))
     previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         codes = [proc.wait() for proc in procs]

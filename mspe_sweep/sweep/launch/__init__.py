@@ -1,0 +1,52 @@
+"""Phase 2 of a study run: start the workers of a prepared study and wait for them.
+
+A launcher starts ``plan.workers`` processes of ``python -m mspe_sweep.sweep.work`` (see
+:func:`worker_command`), each with the plan and its worker index in its environment
+(:func:`worker_env`): the plan holds the storage password, which must not appear on a command
+line (``ps`` shows those to every user; a process's environment is readable by its user only).
+Today there is one launcher, :class:`~mspe_sweep.sweep.launch.local.LocalLauncher` (processes
+on this machine); a launcher for a batch system implements the same :class:`Launcher`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mspe_sweep.sweep.plan import Plan
+
+PLAN_ENV = "MSPE_WORKER_PLAN"
+INDEX_ENV = "MSPE_WORKER_INDEX"
+WORKER_MODULE = "mspe_sweep.sweep.work"
+
+
+class Launcher(Protocol):
+    """Starts the workers of a prepared study."""
+
+    def launch(self, plan: Plan) -> int:
+        """Run ``plan.workers`` workers until each has finished.
+
+        Ctrl-C / SIGTERM must reach the workers as SIGTERM (each then queues its running trial
+        for a resumed retry) and be re-raised as ``KeyboardInterrupt``.
+
+        Returns:
+            0 when every worker succeeded, else the first non-zero exit code.
+        """
+
+
+def worker_command() -> list[str]:
+    """The command line of a worker process (it carries no arguments)."""
+    return [sys.executable, "-m", WORKER_MODULE]
+
+
+def worker_env(plan: Plan, index: int) -> dict[str, str]:
+    """The environment variables that hand a worker its plan and its index."""
+    return {PLAN_ENV: plan.to_json(), INDEX_ENV: str(index)}
+
+
+def launcher_for(plan: Plan) -> Launcher:
+    """The launcher for a plan (local processes; a batch system's would be chosen here)."""
+    from mspe_sweep.sweep.launch.local import LocalLauncher
+
+    return LocalLauncher()

@@ -1,0 +1,90 @@
+"""Phase 3 of a study run: one worker's loop over the study's trials, from its :class:`Plan`.
+
+``work`` runs in the process the user started (``workers=1``) or in each worker process a
+launcher started: ``python -m mspe_sweep.sweep.work``, with the plan and the worker's index in
+its environment (see :mod:`mspe_sweep.sweep.launch`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import optuna
+
+from mspe_sweep.cli import run_command
+from mspe_sweep.config import mspe_home
+from mspe_sweep.sweep.factories import build_pruner, study_sampler
+from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV
+from mspe_sweep.sweep.objective import Objective
+from mspe_sweep.sweep.plan import Plan
+from mspe_sweep.sweep.records import StudyRecord
+from mspe_sweep.sweep.reporting import quiet_libraries, quiet_trial_logs, track_progress
+from mspe_sweep.sweep.storage import build_storage
+from mspe_sweep.sweep.worker import Worker, WorkerLimits
+from mspe_sweep.tracking import Tracker, build_tracker
+
+USAGE = """\
+usage: python -m mspe_sweep.sweep.work   (started by `python -m mspe_sweep.run workers=N`)
+
+Runs one worker of a prepared study: the plan and the worker's index come in the environment
+variables MSPE_WORKER_PLAN and MSPE_WORKER_INDEX.
+"""
+
+
+def worker_limits(plan: Plan) -> WorkerLimits:
+    spec, storage = plan.spec, plan.storage_options
+    return WorkerLimits(n_trials=spec.n_trials, timeout=spec.timeout,
+                        max_consecutive_failures=spec.max_consecutive_failures,
+                        max_retry=storage["max_retry"], keep_checkpoints=spec.keep_checkpoints,
+                        grace_period=storage["grace_period"])
+
+
+def open_tracking(plan: Plan, study: optuna.Study, tracker: Tracker) -> str | None:
+    """Open the study's parent run (created once; its id is kept in the study by ``prepare``'s
+    process); returns its id, or None without tracking."""
+    return tracker.start_study(plan.spec.name, StudyRecord(study).parent_run_id,
+                               plan.spec.to_dict(), plan.base_config_yaml)
+
+
+def work(plan: Plan, study: optuna.Study, tracker: Tracker, parent_run_id: str | None) -> None:
+    """Run trials of the study until its budget, its timeout or too many failures."""
+    objective = Objective(plan.spec, plan.overrides, plan.runs_dir, tracker=tracker,
+                          fingerprint=plan.fingerprint)
+    worker = Worker(study, objective, worker_limits(plan),
+                    on_trial_end=lambda study: track_progress(tracker, parent_run_id, study))
+    worker.run()
+
+
+def open_study(plan: Plan, worker: int) -> optuna.Study:
+    """The prepared study, with this worker's own sampler seed."""
+    spec = plan.spec
+    study = optuna.load_study(study_name=spec.name,
+                              storage=build_storage(plan.storage_url, **plan.storage_options),
+                              pruner=build_pruner(spec.pruner))
+    study.sampler = study_sampler(spec.sampler, spec.seed, spec.params, worker=worker,
+                                  existing_trials=len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def work_in_this_process(plan: Plan, worker: int) -> None:
+    """A launched worker: open what ``prepare`` created, then ``work``."""
+    study = open_study(plan, worker)
+    tracker = build_tracker(plan.tracking_backend, plan.tracking_uri, mspe_home())
+    work(plan, study, tracker, open_tracking(plan, study, tracker))
+
+
+def main() -> int:
+    """The worker process's entry point (exit codes as ``python -m mspe_sweep.run``)."""
+    plan, index = os.environ.get(PLAN_ENV), os.environ.get(INDEX_ENV, "0")
+
+    def body(args: list[str]) -> None:
+        if plan is None:
+            raise SystemExit(USAGE.rstrip())
+        work_in_this_process(Plan.from_json(plan), int(index))
+
+    with quiet_libraries(), quiet_trial_logs():
+        return run_command(body, USAGE, [])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
