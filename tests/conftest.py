@@ -24,8 +24,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def restore_process_state():
-    """Undo what an in-process CLI run changes process-wide (logging, SIGTERM handler, Optuna
-    verbosity, torch determinism), so every test sees the process as pytest set it up."""
+    """Undo what an in-process CLI run changes process-wide (logging, torch determinism), so
+    every test sees the process as pytest set it up."""
     with preserved_process_state():
         yield
 
