@@ -164,11 +164,34 @@ class TrackingConfig:
 
 
 @dataclass
+class LauncherConfig:
+    """How workers start (`configs/launcher/`); the batch keys apply to ``slurm`` only."""
+
+    name: str = "local"
+    workers: int = 1
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time: Optional[str] = None
+    gpus_per_worker: int = 0
+    cpus_per_worker: int = 1
+    mem: Optional[str] = None
+    max_parallel: Optional[int] = None
+    signal_seconds: int = 120
+    sbatch_lines: list[str] = field(default_factory=list)
+    setup: str = ""
+    log_dir: Optional[str] = None
+    dry_run: bool = False
+    wait: bool = False
+
+
+@dataclass
 class DriverConfig:
     """The sweep driver's own keys (`configs/sweep.yaml`); never part of a trial's identity."""
 
     study: StudyArgs = field(default_factory=StudyArgs)
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     workers: int = 1
     trials_per_gpu: int = 1

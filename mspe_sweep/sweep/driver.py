@@ -76,20 +76,30 @@ def startup_lines(sweep: Sweep) -> str:
     ])
 
 
-def run_study(args: Sequence[str]) -> StudyResult:
-    """Run (or resume) a study until its budget: in this process, or in ``workers`` children."""
+def run_study(args: Sequence[str]) -> StudyResult | None:
+    """Run (or resume) a study until its budget: in this process, or in ``workers`` children.
+
+    Returns None for ``launcher.dry_run=true`` (nothing ran); with ``launcher=slurm`` (no
+    ``launcher.wait``), the study as it was when its job array was submitted.
+    """
     sweep = prepare(args)
+    if sweep is None:
+        return None
     plan, study = sweep.plan, sweep.study
     with quiet_trial_logs():
         print(startup_lines(sweep), flush=True)
         parent = publish_parent_run(sweep)
+        launcher = launcher_for(plan)
+        if getattr(launcher, "detached", False):  # submitted; its tasks report to the study
+            launcher.launch(plan)
+            return study_result(study, plan.spec.n_trials)
         trials_before = len(study.get_trials(deepcopy=False))
         status = "KILLED"
         try:
-            if plan.workers == 1:
+            if plan.workers == 1 and plan.launcher["name"] == "local":
                 work(plan, study, sweep.tracker, parent)
             else:
-                code = launcher_for(plan).launch(plan)
+                code = launcher.launch(plan)
                 if code:
                     raise UserError(f"a worker exited with code {code}; its messages are above")
             status = "FINISHED"

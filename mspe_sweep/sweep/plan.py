@@ -32,8 +32,9 @@ class Plan:
         fingerprint: The dataset fingerprint, tagged on every trial's run.
         data_source: What data the fingerprint names, for the start-up lines.
         base_config_yaml: The composed base run config, kept on the study's parent run.
-        workers: Worker processes to start on this machine.
+        workers: Worker processes to start (``launcher=slurm``: array tasks).
         trials_per_gpu: Trials packed on each GPU.
+        launcher: The ``launcher.*`` settings (``name`` is ``local`` or ``slurm``).
     """
 
     spec: StudySpec
@@ -47,6 +48,7 @@ class Plan:
     base_config_yaml: str
     workers: int = 1
     trials_per_gpu: int = 1
+    launcher: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "local"})
 
     @property
     def overrides(self) -> list[str]:

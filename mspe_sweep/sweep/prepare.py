@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import optuna
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mspe_sweep.config import (
     STUDIES_DIR,
@@ -29,6 +29,7 @@ from mspe_sweep.errors import UserError
 from mspe_sweep.pipeline import build_dataset
 from mspe_sweep.schema import DriverConfig
 from mspe_sweep.sweep.factories import build_pruner, build_sampler, study_sampler
+from mspe_sweep.sweep.launch import check_launcher, dry_run
 from mspe_sweep.sweep.plan import Plan
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
@@ -37,7 +38,7 @@ from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import Tracker, build_tracker
 from mspe_sweep.training import get_metrics
 
-DRIVER_KEYS = ("study", "storage", "tracking", "workers", "trials_per_gpu")
+DRIVER_KEYS = ("study", "storage", "tracking", "launcher", "workers", "trials_per_gpu")
 CLI_STUDY_SETTINGS = ("n_trials", "timeout", "seed")  # study.<key>= replaces the file's
 
 
@@ -69,8 +70,9 @@ def parse_args(args: Sequence[str]) -> tuple[DictConfig, list[str]]:
     if not driver.study.name:
         studies = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
         raise UserError(f"study=<name> is required (studies/: {studies})")
-    if driver.workers < 1 or driver.trials_per_gpu < 1:
+    if driver.launcher.workers < 1 or driver.trials_per_gpu < 1:
         raise UserError("workers and trials_per_gpu must be >= 1")
+    check_launcher(driver.launcher)
     return driver, run_overrides
 
 
@@ -143,12 +145,21 @@ def open_storage(driver: DictConfig) -> tuple[str, optuna.storages.BaseStorage]:
     return url, build_storage(url, **storage_options(driver))
 
 
-def prepare(args: Sequence[str]) -> Sweep:
-    """Validate everything, open the storage, create (or load) the study exactly once."""
+def prepare(args: Sequence[str]) -> Sweep | None:
+    """Validate everything, open the storage, create (or load) the study exactly once.
+
+    Returns:
+        The prepared sweep; None with ``launcher.dry_run=true``, which stops after the checks
+        and prints what would be launched (the batch script), opening and creating nothing.
+    """
     driver, run_overrides = parse_args(args)
     spec, base_cfg = load_spec(driver, run_overrides)
     sampler = build_sampler(spec.sampler, spec.seed, spec.params)
     pruner = build_pruner(spec.pruner)
+    if driver.launcher.dry_run:
+        storage_url(driver)  # checked, not opened
+        print(dry_run(driver.launcher, spec.name), flush=True)
+        return None
     url, storage = open_storage(driver)
     tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
     dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE
@@ -164,6 +175,7 @@ def prepare(args: Sequence[str]) -> Sweep:
                 storage_options=storage_options(driver),
                 tracking_backend=driver.tracking.backend, tracking_uri=driver.tracking.uri,
                 fingerprint=dataset.fingerprint, data_source=dataset.source,
-                base_config_yaml=to_yaml(base_cfg), workers=driver.workers,
-                trials_per_gpu=driver.trials_per_gpu)
+                base_config_yaml=to_yaml(base_cfg), workers=driver.launcher.workers,
+                trials_per_gpu=driver.trials_per_gpu,
+                launcher=OmegaConf.to_container(driver.launcher))
     return Sweep(plan=plan, study=study, tracker=tracker)

@@ -41,6 +41,9 @@ from mspe_sweep.sweep.reporting import budget_done, budget_line, prune_checkpoin
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+# Ctrl-C, then what stops a worker like it: SIGTERM, and USR1, the warning SLURM sends before a
+# time limit or preemption (launcher=slurm asks for it).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 @dataclass
@@ -138,8 +141,8 @@ def outcome(trial: FrozenTrial) -> str:
 
 def raise_keyboard_interrupt(signum, frame) -> None:
     """SIGTERM as Ctrl-C; a second signal must not interrupt the clean-up of the first."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -157,8 +160,10 @@ class Worker:
         self._waiting_for = ""
 
     def run(self) -> None:
-        """The loop. SIGTERM is handled like Ctrl-C: the running trial is queued for a retry."""
-        previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        """The loop. SIGTERM (and SLURM's warning signal, USR1) is handled like Ctrl-C: the
+        running trial is queued for a retry."""
+        previous = {stop: signal.signal(stop, raise_keyboard_interrupt)
+                    for stop in STOP_SIGNALS[1:]}
         started = time.monotonic()
         try:
             while self._next_step(started):
@@ -167,7 +172,8 @@ class Worker:
             self._requeue_interrupted()
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for stop, handler in previous.items():
+                signal.signal(stop, handler)
 
     def _next_step(self, started: float) -> bool:
         limits = self.limits

@@ -4,14 +4,16 @@ A launcher starts ``plan.workers`` processes of ``python -m mspe_sweep.sweep.wor
 :func:`worker_command`), each with the plan and its worker index in its environment
 (:func:`worker_env`): the plan holds the storage password, which must not appear on a command
 line (``ps`` shows those to every user; a process's environment is readable by its user only).
-Today there is one launcher, :class:`~mspe_sweep.sweep.launch.local.LocalLauncher` (processes
-on this machine); a launcher for a batch system implements the same :class:`Launcher`.
+Two launchers implement :class:`Launcher`: :class:`~mspe_sweep.sweep.launch.local.LocalLauncher`
+(processes on this machine) and :class:`~mspe_sweep.sweep.launch.slurm.SlurmLauncher` (a SLURM
+job array, ``launcher=slurm``).
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 if TYPE_CHECKING:
     from mspe_sweep.sweep.plan import Plan
@@ -46,7 +48,31 @@ def worker_env(plan: Plan, index: int) -> dict[str, str]:
 
 
 def launcher_for(plan: Plan) -> Launcher:
-    """The launcher for a plan (local processes; a batch system's would be chosen here)."""
+    """The launcher ``launcher=`` names: local processes, or a SLURM job array."""
+    if plan.launcher["name"] == "slurm":
+        from mspe_sweep.sweep.launch.slurm import SlurmLauncher, SlurmSettings
+
+        return SlurmLauncher(SlurmSettings.from_config(plan.launcher))
     from mspe_sweep.sweep.launch.local import LocalLauncher
 
     return LocalLauncher()
+
+
+def check_launcher(launcher: Mapping[str, Any]) -> None:
+    """Raise ``UserError`` for ``launcher.*`` settings that cannot work (before any work)."""
+    from mspe_sweep.sweep.launch.slurm import SlurmSettings, check_local
+
+    if launcher["name"] == "slurm":
+        SlurmSettings.from_config(launcher)
+    else:
+        check_local(launcher)
+
+
+def dry_run(launcher: Mapping[str, Any], study_name: str) -> str:
+    """What ``launcher.dry_run=true`` prints: the batch script, or the local worker command."""
+    from mspe_sweep.sweep.launch.slurm import SlurmSettings, batch_script
+
+    if launcher["name"] == "slurm":
+        return batch_script(SlurmSettings.from_config(launcher), study_name)
+    return (f"# {launcher['workers']} worker process(es), the plan in ${PLAN_ENV}:\n"
+            f"{shlex.join(worker_command())}")
