@@ -289,11 +289,15 @@ def _misfit(conf: DictConfig, param: ParamSpec) -> str | None:
     return None
 
 
-def _compose(compose: Callable[[list[str]], DictConfig], overrides: list[str], where: str):
+def _compose(compose: Callable[[list[str]], DictConfig], overrides: list[str], where: str,
+             show: bool = True):
+    """``compose(overrides)``; ``show=False`` leaves the overrides out of the error message
+    (when ``where`` already names them)."""
     try:
         return compose(overrides)
     except (HydraException, UserError) as exc:
-        raise UserError(f"{where}: cannot compose the run config with {overrides}: "
+        listed = f" with {overrides}" if show else ""
+        raise UserError(f"{where}: cannot compose the run config{listed}: "
                         f"{one_line(exc)}") from exc
 
 
@@ -388,7 +392,8 @@ def load_study(
                 raise UserError(f"{path}: params.{param.key}: also set in {source} "
                                 f"({keys[param.key]!r}); search it or fix it, not both")
     base = [*fixed, *cli_overrides]
-    cfg = _compose(compose, base, f"{path}: fixed" + (" + command line" if cli_overrides else ""))
+    cfg = _compose(compose, base, f"{path}: fixed" + (" + command line" if cli_overrides else ""),
+                   show=False)
     _check_keys(path, params, cfg, groups, compose, base)
     sampler = ComponentSpec.parse(data["sampler"], f"{path}: sampler")
     pruner = ComponentSpec.parse(data["pruner"], f"{path}: pruner")
