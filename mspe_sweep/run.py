@@ -23,12 +23,15 @@ driver keys:
   study.n_trials=N  study.timeout=SECONDS  study.seed=N  study.force=true
   storage={'|'.join(group_options(DRIVER_GROUPS)['storage'])}  storage.url=URL (or $MSPE_STORAGE_URL)
   tracking={'|'.join(group_options(DRIVER_GROUPS)['tracking'])}  workers=N  trials_per_gpu=K
+  launcher={'|'.join(group_options(['launcher'])['launcher'])}  launcher.workers=N  launcher.dry_run=true  \
+(configs/launcher/)
 run overrides (applied to every trial; a searched key cannot be set):
 {groups_help()}
   any key, e.g. training.epochs=3 dataset.train_size=500
 examples:
   python -m mspe_sweep.run study=zinc_quick
   python -m mspe_sweep.run study=zinc storage=postgres workers=4
+  python -m mspe_sweep.run study=zinc storage=postgres launcher=slurm launcher.workers=16
 """
 
 

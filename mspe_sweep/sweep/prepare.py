@@ -72,7 +72,7 @@ def parse_args(args: Sequence[str]) -> tuple[DictConfig, list[str]]:
         raise UserError(f"study=<name> is required (studies/: {studies})")
     if driver.launcher.workers < 1 or driver.trials_per_gpu < 1:
         raise UserError("workers and trials_per_gpu must be >= 1")
-    check_launcher(driver.launcher)
+    check_launcher(driver.launcher, driver.trials_per_gpu)
     return driver, run_overrides
 
 

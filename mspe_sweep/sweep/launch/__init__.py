@@ -58,12 +58,16 @@ def launcher_for(plan: Plan) -> Launcher:
     return LocalLauncher()
 
 
-def check_launcher(launcher: Mapping[str, Any]) -> None:
+def check_launcher(launcher: Mapping[str, Any], trials_per_gpu: int = 1) -> None:
     """Raise ``UserError`` for ``launcher.*`` settings that cannot work (before any work)."""
+    from mspe_sweep.errors import UserError
     from mspe_sweep.sweep.launch.slurm import SlurmSettings, check_local
 
     if launcher["name"] == "slurm":
         SlurmSettings.from_config(launcher)
+        if trials_per_gpu > 1:
+            raise UserError(f"trials_per_gpu={trials_per_gpu}: launcher=slurm runs one worker "
+                            "per array task (one trial per task's GPUs); use more tasks")
     else:
         check_local(launcher)
 

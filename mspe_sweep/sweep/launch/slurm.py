@@ -138,15 +138,15 @@ WORKER_BLOCK = """\
 export MSPE_HOME={home}
 export {index_env}="$SLURM_ARRAY_TASK_ID"
 export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}"
-echo "mspe: task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} (job $SLURM_JOB_ID, \
-restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname)"
+echo "mspe: task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} (job $SLURM_JOB_ID," \\
+  "restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname)"
 
-# The plan, with the storage password, is in the environment (${plan_env}), never here.
+# The plan, with the storage password, comes in the environment (${plan_env}).
 {command} &
 worker=$!
 requeue=0
-# USR1: warned before the time limit or preempted. The worker checkpoints, queues its trial for
-# a resumed retry and exits ({interrupted}); then this task goes back to the queue.
+# USR1: warned before the time limit or preempted. The worker checkpoints, queues its
+# trial for a resumed retry and exits ({interrupted}); then this task goes back to the queue.
 trap 'requeue=1; kill -TERM "$worker" 2>/dev/null' USR1
 while :; do
   wait "$worker"
