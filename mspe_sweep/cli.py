@@ -7,13 +7,14 @@ import sys
 from typing import Callable, Sequence
 
 from mspe_sweep.config import group_options
-from mspe_sweep.errors import UserError
+from mspe_sweep.errors import StorageUnavailableError, UserError
 from mspe_sweep.text import mask_secrets
 from mspe_sweep.training import NonFiniteLossError
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 1
+EXIT_STORAGE_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -36,7 +37,8 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
             override strings, which is printed instead of running ``body``.
 
     Returns:
-        0 on success, 2 for a user error (printed as one line), 130 when interrupted.
+        0 on success, 2 for a user error (printed as one line), 3 when the study's database
+        stayed unreachable past ``storage.outage_timeout`` (one line), 130 when interrupted.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if any(arg in ("-h", "--help") for arg in args):
@@ -56,6 +58,9 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
     except UserError as exc:
         print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except StorageUnavailableError as exc:
+        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
+        return EXIT_STORAGE_UNAVAILABLE
     except NonFiniteLossError as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return EXIT_DIVERGED

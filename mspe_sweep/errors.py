@@ -1,4 +1,4 @@
-"""The one exception type that reaches users as a message instead of a traceback."""
+"""The exception types that reach users as a message instead of a traceback."""
 
 from __future__ import annotations
 
@@ -8,4 +8,15 @@ class UserError(Exception):
 
     The command-line entry points print ``error: <message>`` on one line and exit with code 2.
     The message must name the file, key or value at fault and what would be valid.
+    """
+
+
+class StorageUnavailableError(BaseException):
+    """The study's database stayed unreachable for longer than ``storage.outage_timeout``.
+
+    The command-line entry points print ``error: <message>`` on one line and exit with code 3.
+    Like ``KeyboardInterrupt`` it is no ``Exception``: Optuna's ``catch=(Exception,)`` and the
+    objective's failure handling must not record the trial as failed (in a database that is
+    down); the trial stays RUNNING and the next run retries it from its last checkpoint
+    (see ``mspe_sweep/sweep/outage.py``).
     """

@@ -155,6 +155,7 @@ class StorageConfig:
     heartbeat_interval: int = 30
     grace_period: int = 90
     max_retry: int = 3
+    outage_timeout: Optional[int] = 600  # seconds a storage call waits for the database
 
 
 @dataclass

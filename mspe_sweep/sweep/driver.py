@@ -18,8 +18,9 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
+from mspe_sweep.cli import EXIT_STORAGE_UNAVAILABLE
 from mspe_sweep.config import mspe_home
-from mspe_sweep.errors import UserError
+from mspe_sweep.errors import StorageUnavailableError, UserError
 from mspe_sweep.sweep.launch import launcher_for
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.prepare import Sweep, prepare
@@ -94,18 +95,26 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
             launcher.launch(plan)
             return study_result(study, plan.spec.n_trials)
         trials_before = len(study.get_trials(deepcopy=False))
-        status = "KILLED"
+        status, database_down = "KILLED", False
         try:
             if plan.workers == 1 and plan.launcher["name"] == "local":
                 work(plan, study, sweep.tracker, parent)
             else:
                 code = launcher.launch(plan)
+                if code == EXIT_STORAGE_UNAVAILABLE:
+                    raise StorageUnavailableError(
+                        "a worker gave up waiting for the study's database "
+                        "(storage.outage_timeout); its messages are above")
                 if code:
                     raise UserError(f"a worker exited with code {code}; its messages are above")
             status = "FINISHED"
+        except StorageUnavailableError:
+            database_down = True  # nothing can be read or published; the error says what to do
+            raise
         finally:
-            ran = len(study.get_trials(deepcopy=False)) > trials_before
-            publish_results(sweep, parent, status, with_plots=ran)
+            if not database_down:
+                ran = len(study.get_trials(deepcopy=False)) > trials_before
+                publish_results(sweep, parent, status, with_plots=ran)
     print(summary(study, plan.spec.metric, plan.spec.n_trials), flush=True)
     return study_result(study, plan.spec.n_trials)
 

@@ -15,6 +15,7 @@ from typing import Sequence
 import optuna
 
 from mspe_sweep.config import compose_run_config
+from mspe_sweep.errors import StorageUnavailableError
 from mspe_sweep.pipeline import CONFIG_FILE, TrainResult, train_from_config
 from mspe_sweep.sweep.callbacks import EpochProgress, PruningCallback
 from mspe_sweep.sweep.factories import derive_seed
@@ -78,6 +79,11 @@ class Objective:
         except optuna.TrialPruned as exc:
             run.finish("PRUNED", reason=str(exc))
             shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except StorageUnavailableError:
+            # The database stayed down: the trial stays RUNNING (nothing can be written), its
+            # last.pt stays, and the next run retries it from there (see sweep/outage.py).
+            run.finish("INTERRUPTED", reason="database unreachable; retried on the next run")
             raise
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM: last.pt stays; the worker queues a retry that resumes from it.

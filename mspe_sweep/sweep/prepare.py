@@ -136,7 +136,8 @@ def storage_url(driver: DictConfig) -> str:
 def storage_options(driver: DictConfig) -> dict[str, Any]:
     """The ``build_storage`` keyword arguments of the driver config's ``storage`` section."""
     return {"heartbeat_interval": driver.storage.heartbeat_interval,
-            "grace_period": driver.storage.grace_period, "max_retry": driver.storage.max_retry}
+            "grace_period": driver.storage.grace_period, "max_retry": driver.storage.max_retry,
+            "outage_timeout": driver.storage.outage_timeout}
 
 
 def open_storage(driver: DictConfig) -> tuple[str, optuna.storages.BaseStorage]:

@@ -11,6 +11,9 @@ trial whose heartbeat is older than ``grace_period`` (Optuna's default: twice th
 was crashed, is marked FAIL and re-queued as a WAITING trial with the same params, up to
 ``max_retry`` times (``RetryHeartbeatStaleTrialCallback``). A trial that fails on its own
 ends FAIL and is not retried.
+
+Outages: with ``outage_timeout`` the storage rides through a database restart or a lock of up
+to that many seconds (``mspe_sweep/sweep/outage.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from sqlalchemy.engine import make_url
 
 from mspe_sweep.errors import UserError
+from mspe_sweep.sweep.outage import tolerate_outages
 from mspe_sweep.text import mask_url, one_line
 
 VALID_SCHEMES = ("sqlite:///<path>", "postgresql://user:pw@host:port/db",
@@ -113,7 +117,8 @@ def build_storage(
     heartbeat_interval: int | None = 60,
     grace_period: int | None = None,
     max_retry: int | None = 3,
-) -> optuna.storages.RDBStorage:
+    outage_timeout: int | None = None,
+) -> optuna.storages.BaseStorage:
     """Opens (and if needed creates) an RDB study storage with heartbeat and stale-trial retry.
 
     Args:
@@ -123,15 +128,18 @@ def build_storage(
         grace_period: Seconds without heartbeat before a trial counts as crashed; ``None``
             means Optuna's default, twice ``heartbeat_interval``.
         max_retry: How often a crashed trial is re-queued; ``None`` retries without limit.
+        outage_timeout: Seconds a storage call waits for an unreachable or locked database;
+            ``None`` fails at once, as Optuna does.
 
     Returns:
-        The storage.
+        The ``RDBStorage``; with ``outage_timeout``, behind an ``OutageTolerantStorage``.
 
     Raises:
         UserError: Unsupported scheme, unreachable server, wrong password, bad settings.
     """
     for key, value in (("heartbeat_interval", heartbeat_interval),
-                       ("grace_period", grace_period), ("max_retry", max_retry)):
+                       ("grace_period", grace_period), ("max_retry", max_retry),
+                       ("outage_timeout", outage_timeout)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < (0 if key == "max_retry" else 1)):
             raise UserError(f"storage.{key}: must be a positive integer or null, got {value!r}")
@@ -153,9 +161,10 @@ def build_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                return tolerate_outages(optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period, heartbeat_stale_trial_callback=callback)
+                    grace_period=grace_period, heartbeat_stale_trial_callback=callback),
+                    outage_timeout)
         except sqlalchemy.exc.DBAPIError as exc:
             reason = _hide(_first_line(exc.orig or exc), url)
             if attempt == _SETUP_ATTEMPTS - 1:

@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.errors import UserError
 from mspe_sweep.sweep.objective import Objective
+from mspe_sweep.sweep.outage import storage_settled
 from mspe_sweep.sweep.records import RunningTrial, StudyRecord, TrialRecord
 from mspe_sweep.sweep.reporting import budget_done, budget_line, prune_checkpoints
 
@@ -83,12 +84,16 @@ def owned_here_and_alive(trial: FrozenTrial) -> bool:
     return owner is not None and owner[0] == socket.gethostname() and pid_alive(owner[1])
 
 
-def is_abandoned(trial: FrozenTrial, grace_period: float) -> bool:
+def is_abandoned(trial: FrozenTrial, grace_period: float, settled: bool = True) -> bool:
     """A RUNNING trial no process runs: its owner on this host died (SIGKILL, OOM killer), or
     no worker claimed it within the grace period (killed between Optuna's ask and the
-    objective, before its first heartbeat). Other hosts' crashes are found by heartbeat."""
+    objective, before its first heartbeat). Other hosts' crashes are found by heartbeat.
+    Unclaimed trials are judged only once the storage has ``settled`` after an outage: their
+    owner may be about to claim them (see ``mspe_sweep/sweep/outage.py``)."""
     owner = owner_of(trial)
     if owner is None:
+        if not settled:
+            return False
         age = datetime.now() - (trial.datetime_start or datetime.now())
         return age.total_seconds() > grace_period
     return owner[0] == socket.gethostname() and not pid_alive(owner[1])
@@ -115,7 +120,8 @@ def recover_abandoned_trials(study: optuna.Study, max_retry: int, grace_period: 
     """Fail and retry the RUNNING trials no process runs any more (see ``is_abandoned``)."""
     recovered, records = 0, StudyRecord(study)
     for record in records.trials(TrialState.RUNNING):
-        if not is_abandoned(record.trial, grace_period):
+        settled = storage_settled(study._storage)  # after the read, which may ride an outage
+        if not is_abandoned(record.trial, grace_period, settled):
             continue
         try:
             records.fail(record)
