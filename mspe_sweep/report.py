@@ -14,13 +14,13 @@ import optuna
 from mspe_sweep.cli import run_command, split_key_value
 from mspe_sweep.config import STUDIES_DIR, mspe_home
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.prepare import open_storage, parse_args
+from mspe_sweep.sweep.prepare import open_storage, parse_args, storage_url
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import leaderboard, summary
 from mspe_sweep.sweep.spec import find_study_file, read_study_file
 from mspe_sweep.text import mask_url
-from mspe_sweep.tracking import build_tracker
+from mspe_sweep.tracking import build_tracker, tracking_location
 
 USAGE = """\
 usage: python -m mspe_sweep.report study=<name> [storage=sqlite|postgres] [storage.url=URL]
@@ -45,17 +45,19 @@ def report(args: Sequence[str]) -> str:
     declared = read_study_file(path)
     name, metric = str(declared["name"]), str(declared["metric"])
     missing = f"no study named {name!r} in {{}} (run it first: python -m mspe_sweep.run " \
-              f"study={driver.study.name})"
+              f"study={driver.study.name}{{}})"
+    url = storage_url(driver)
+    tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
     if driver.storage.backend == "sqlite":
-        db = Path(driver.storage.url.partition(":///")[2]) if driver.storage.url else \
-            mspe_home() / "optuna.db"
+        db = Path(url.partition(":///")[2])
         if not db.is_file():  # reading must not create an empty database
-            raise UserError(missing.format(db))
+            raise UserError(missing.format(db, ""))
     url, storage = open_storage(driver)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise UserError(missing.format(mask_url(url))) from None
+        others = ", ".join(sorted(optuna.get_all_study_names(storage))) or "none"
+        raise UserError(missing.format(mask_url(url), f"; studies there: {others}")) from None
     record = StudyRecord(study)
     n_trials = (driver.study.n_trials or record.n_trials
                 or int(declared["n_trials"]))

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import yaml
+
 from mspe_sweep.cli import groups_help, run_command
-from mspe_sweep.config import DRIVER_GROUPS, STUDIES_DIR, group_options
+from mspe_sweep.config import DRIVER_GROUPS, STUDIES_DIR, group_options, to_yaml
 from mspe_sweep.sweep.driver import run_study
+from mspe_sweep.sweep.prepare import load_spec, parse_args
 from mspe_sweep.sweep.reporting import quiet_libraries
 
 USAGE = f"""\
@@ -25,6 +28,8 @@ driver keys:
   tracking={'|'.join(group_options(DRIVER_GROUPS)['tracking'])}  workers=N  trials_per_gpu=K
   launcher={'|'.join(group_options(['launcher'])['launcher'])}  launcher.workers=N  launcher.dry_run=true  \
 (configs/launcher/)
+--cfg job prints the study's base run config (fixed + your run overrides) and its search space,
+and exits without opening the storage.
 run overrides (applied to every trial; a searched key cannot be set):
 {groups_help()}
   any key, e.g. training.epochs=3 dataset.train_size=500
@@ -35,9 +40,22 @@ examples:
 """
 
 
+def study_config(args: Sequence[str]) -> str:
+    """What ``run --cfg job`` prints: the validated base run config every trial starts from,
+    then the search space as the study file wrote it; no storage is opened."""
+    driver, run_overrides = parse_args(args)
+    spec, base_cfg = load_spec(driver, run_overrides)
+    space = {p.key: ({"values": p.grammar, "when": {k: list(v) for k, v in p.when.items()}}
+                     if p.when else p.grammar) for p in spec.params}
+    return (f"# study {spec.name} ({spec.path}): base run config of every trial\n"
+            f"{to_yaml(base_cfg)}"
+            f"# search space ({spec.sampler.type} sampler, {spec.direction} {spec.metric})\n"
+            f"{yaml.safe_dump({'params': space}, sort_keys=False)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     with quiet_libraries():  # the process-wide settings, once, for the whole command
-        return run_command(run_study, USAGE, argv)
+        return run_command(run_study, USAGE, argv, show_config=study_config)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from mspe_sweep import pipeline
 from mspe_sweep import report as report_module
 from mspe_sweep import run as run_module
 from mspe_sweep import train as train_module
-from mspe_sweep.config import DRIVER_GROUPS, REPO_ROOT, compose_run_config, group_options
+from mspe_sweep.config import DRIVER_GROUPS, REPO_ROOT, compose_run_config, group_options, to_yaml
 from mspe_sweep.train import train
 from mspe_sweep.training import Callback, read_checkpoint
 
@@ -290,3 +290,28 @@ def test_train_then_evaluate_as_commands(tmp_path):
     assert "test/mae" in printed
     for key, value in printed.items():
         assert abs(float(value) - results["test_metrics"][key]) <= 1e-6, (key, value)
+
+
+# --- --cfg job: Hydra's "show me the config" ---------------------------------------------------
+
+def test_train_cfg_job_prints_the_validated_config_and_runs_nothing(capsys, mspe_home):
+    code, out, err = cli(capsys, train_module, ["--cfg", "job", "training.epochs=3", "pe=lap"])
+    assert code == 0, err
+    shown = yaml.safe_load(out)
+    assert shown["training"]["epochs"] == 3 and shown["pe"]["name"] == "lap"
+    assert shown == yaml.safe_load(to_yaml(compose_run_config(["training.epochs=3",
+                                                                "pe=lap"])))
+    assert not mspe_home.exists()
+
+
+def test_run_cfg_job_prints_base_config_and_space_without_storage(capsys, mspe_home):
+    code, out, err = cli(capsys, run_module, ["study=zinc_quick", "--cfg=job",
+                                               "training.epochs=3"])
+    assert code == 0, err
+    config, _, space = out.partition("# search space")
+    assert yaml.safe_load(config)["training"]["epochs"] == 3
+    assert yaml.safe_load(config)["dataset"]["name"] == "zinc_rdkit"  # the study's fixed
+    params = yaml.safe_load(space.partition("\n")[2])["params"]
+    assert params["pe"] == "choice(none, lap, rwse, multiscale)"
+    assert params["pe.rwse.steps"]["when"] == {"pe": ["rwse", "multiscale"]}
+    assert not mspe_home.exists()

@@ -22,7 +22,7 @@ from mspe_sweep.sweep.factories import derive_seed
 from mspe_sweep.sweep.records import RunningTrial
 from mspe_sweep.sweep.space import suggest, to_overrides
 from mspe_sweep.sweep.spec import StudySpec
-from mspe_sweep.tracking import Tracker, TrialRun
+from mspe_sweep.tracking import DataRecord, Tracker, TrialRun
 from mspe_sweep.training import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -36,16 +36,17 @@ class Objective:
         run_overrides: Study ``fixed`` overrides then command-line run overrides (later wins).
         runs_dir: ``$MSPE_HOME/runs/<study>``; trial ``n`` trains in ``trial-<n>/``.
         tracker: Where each trial is logged (a no-op ``Tracker`` for ``tracking=none``).
-        fingerprint: The dataset fingerprint, tagged on every trial's run.
+        data: The study's data: its fingerprint is tagged on every trial's run, and the whole
+            record is the run's dataset input.
     """
 
     def __init__(self, spec: StudySpec, run_overrides: Sequence[str], runs_dir: Path,
-                 tracker: Tracker | None = None, fingerprint: str = "") -> None:
+                 tracker: Tracker | None = None, data: DataRecord | None = None) -> None:
         self.spec = spec
         self.run_overrides = list(run_overrides)
         self.runs_dir = runs_dir
         self.tracker = tracker or Tracker()
-        self.fingerprint = fingerprint
+        self.data = data
 
     def trial_overrides(self, trial: optuna.Trial, root: int) -> list[str]:
         """The run-config overrides that define this trial (and reproduce it with ``train``).
@@ -70,9 +71,10 @@ class Objective:
             overrides = self.trial_overrides(trial, root)
             record.set_overrides(overrides)
             fixed = [o for o in overrides if o.partition("=")[0] not in trial.params]
+            fingerprint = self.data.fingerprint if self.data else None
             run = self.tracker.start_trial(trial.number, trial.params, fixed, overrides,
-                                           {"mspe.dataset_fingerprint": self.fingerprint},
-                                           retry_of_run_id=retry_of)
+                                           {"mspe.dataset_fingerprint": fingerprint},
+                                           retry_of_run_id=retry_of, data=self.data)
             record.set_mlflow_run_id(run.run_id)
             result = self._train(trial, overrides, run_dir, run, resuming=root != trial.number)
             self._record(record, result, run, run_dir)
@@ -107,7 +109,8 @@ class Objective:
                           fingerprint=result.fingerprint)
         run.finish("COMPLETE", value=result.best_value, test_metric=result.test_metrics,
                    best_epoch=result.best_epoch,
-                   artifacts={"config.yaml": run_dir / CONFIG_FILE, "best.pt": run_dir / "best.pt"})
+                   artifacts={"config.yaml": run_dir / CONFIG_FILE,
+                              "best.pt": run_dir / "best.pt"})
 
     def _train(self, trial: optuna.Trial, overrides: list[str], run_dir: Path, run: TrialRun,
                resuming: bool) -> TrainResult:

@@ -89,7 +89,8 @@ def _transient_driver_error(orig: BaseException | None) -> bool:
         return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or any(
             text in str(orig).lower() for text in _SQLITE_BUSY)
     state = getattr(orig, "sqlstate", None)  # psycopg; None: failed before the server answered
-    return state is None or state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state in _TRANSIENT_SQLSTATES
+    return (state is None or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
+            or state in _TRANSIENT_SQLSTATES)
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from mspe_sweep.config import mspe_home
 from mspe_sweep.sweep.spec import StudySpec
+from mspe_sweep.tracking import DataRecord
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Plan:
         base_config_yaml: The composed base run config, kept on the study's parent run.
         workers: Worker processes to start (``launcher=slurm``: array tasks).
         trials_per_gpu: Trials packed on each GPU.
+        data_name: The dataset's name (``zinc_rdkit``), ``data_sizes`` its graphs per split.
         launcher: The ``launcher.*`` settings (``name`` is ``local`` or ``slurm``).
     """
 
@@ -49,6 +51,13 @@ class Plan:
     workers: int = 1
     trials_per_gpu: int = 1
     launcher: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "local"})
+    data_name: str = ""
+    data_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def data(self) -> DataRecord:
+        """The study's data, as every trial's MLflow run records it (its dataset input)."""
+        return DataRecord(self.data_name, self.data_source, self.fingerprint, self.data_sizes)
 
     @property
     def overrides(self) -> list[str]:

@@ -35,7 +35,7 @@ from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
 from mspe_sweep.sweep.storage import build_storage, create_study_once, default_storage_url
 from mspe_sweep.text import mask_url
-from mspe_sweep.tracking import Tracker, build_tracker
+from mspe_sweep.tracking import Tracker, build_tracker, tracking_location
 from mspe_sweep.training import get_metrics
 
 DRIVER_KEYS = ("study", "storage", "tracking", "launcher", "workers", "trials_per_gpu")
@@ -127,9 +127,12 @@ def storage_url(driver: DictConfig) -> str:
         if not url.startswith("sqlite:"):
             raise UserError(f"storage=sqlite: storage.url={mask_url(url)} is not a sqlite:/// "
                             "URL (use storage=postgres for PostgreSQL)")
-    elif not (url or "").startswith("postgresql"):
+    elif not url:
         raise UserError("storage=postgres needs a PostgreSQL URL: export MSPE_STORAGE_URL or "
                         "pass storage.url (see configs/storage/postgres.yaml)")
+    elif not url.startswith("postgresql"):
+        raise UserError(f"storage=postgres: storage.url={mask_url(url)} is not a PostgreSQL URL "
+                        "(postgresql+psycopg://<user>:<password>@<host>:<port>/<db>)")
     return url
 
 
@@ -161,6 +164,8 @@ def prepare(args: Sequence[str]) -> Sweep | None:
         storage_url(driver)  # checked, not opened
         print(dry_run(driver.launcher, spec.name), flush=True)
         return None
+    # A tracking URI the backend cannot use is a mistake too: found before the storage opens.
+    tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
     url, storage = open_storage(driver)
     tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
     dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE
@@ -172,10 +177,13 @@ def prepare(args: Sequence[str]) -> Sweep | None:
     check_identity(study, study_identity(spec, dataset.fingerprint, run_overrides),
                    driver.study.force)
     StudyRecord(study).set_n_trials(spec.n_trials)  # what `report` shows as the budget
+    StudyRecord(study).set_metric_name(spec.metric)
     plan = Plan(spec=spec, run_overrides=tuple(run_overrides), storage_url=url,
                 storage_options=storage_options(driver),
                 tracking_backend=driver.tracking.backend, tracking_uri=driver.tracking.uri,
                 fingerprint=dataset.fingerprint, data_source=dataset.source,
+                data_name=dataset.name,
+                data_sizes={split: table.num_graphs for split, table in dataset.tables.items()},
                 base_config_yaml=to_yaml(base_cfg), workers=driver.launcher.workers,
                 trials_per_gpu=driver.trials_per_gpu,
                 launcher=OmegaConf.to_container(driver.launcher))

@@ -214,6 +214,14 @@ class StudyRecord:
         # the state through the storage the same way.
         self.study._storage.set_trial_state_values(trial.trial._trial_id, TrialState.FAIL)
 
+    def set_metric_name(self, metric: str) -> None:
+        """Name the objective (``val/mae``) where dashboards show it, e.g. optuna-dashboard's
+        "Objective 0"; also on studies created before we named it."""
+        if self.study.metric_names != [metric]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # experimental since 3.2
+                self.study.set_metric_names([metric])
+
     @property
     def identity(self) -> dict | None:
         return self.study.user_attrs.get(IDENTITY)

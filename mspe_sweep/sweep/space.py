@@ -27,6 +27,7 @@ define-by-run conditional spaces.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,8 @@ def parse_distribution(key: str, text: str) -> BaseDistribution:
     try:
         override = _PARSER.parse_override(f"{key}={text}")
     except HydraException as exc:
-        raise GrammarError(f"cannot parse {text!r}: {one_line(exc)}; use {GRAMMAR_HINT}") from exc
+        raise GrammarError(f"cannot parse {text!r}: {_in_words(text, exc)}; use "
+                           f"{GRAMMAR_HINT}") from exc
     if override.type != OverrideType.CHANGE or override.package is not None:
         raise GrammarError(f"{key!r} must be a plain config key (no +, ~, ++ or @package)")
     if not override.is_sweep_override():
@@ -95,6 +97,26 @@ def parse_distribution(key: str, text: str) -> BaseDistribution:
     if isinstance(sweep, ChoiceSweep):
         return _choice(sweep.list)
     return _range(sweep) if isinstance(sweep, RangeSweep) else _interval(sweep)
+
+
+def _in_words(text: str, exc: Exception) -> str:
+    """What is wrong with a grammar string, in words instead of the parser's internals
+    (``LexerNoViableAltException: ...; ^``)."""
+    opened, closed = text.count("("), text.count(")")
+    reason = one_line(exc)
+    unknown = re.search(r"Unknown function '(\w+)'", reason)
+    if unknown:
+        return f"unknown function {unknown.group(1)!r} (valid: choice, range, interval, tag)"
+    if opened != closed:
+        return f"unbalanced parentheses ({opened} '(' but {closed} ')')"
+    if re.search(r",\s*(\)|$)", text) or re.search(r"\(\s*,|,\s*,", text):
+        return "a value is missing next to a ','"
+    if "missing a required argument" in reason:
+        return "a function is missing an argument (interval(low, high) takes two numbers " \
+               "separated by a comma)"
+    if "incompatible with" in reason:
+        return "interval() and range() take numbers"
+    return f"not in the search-space grammar ({reason})"
 
 
 def _choice(values: Sequence[Any]) -> CategoricalDistribution:

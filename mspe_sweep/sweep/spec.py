@@ -35,8 +35,10 @@ from omegaconf import Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+# Private module, but the only place the column size is stated; a rename fails at import.
+from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
+
 from mspe_sweep.errors import UserError
-from mspe_sweep.text import one_line
 from mspe_sweep.sweep import factories
 from mspe_sweep.sweep.factories import ComponentSpec
 from mspe_sweep.sweep.space import (
@@ -45,8 +47,13 @@ from mspe_sweep.sweep.space import (
     parse_distribution,
     parse_when,
 )
+from mspe_sweep.text import one_line
+from mspe_sweep.schema import RunConfig
+from mspe_sweep.validation import check, validate_run_config
 
 DIRECTIONS = ("minimize", "maximize")
+# The size of Optuna's study_name column (its RDB schema): a longer name fails on insert.
+MAX_NAME_LENGTH = MAX_INDEXED_STRING_LENGTH
 _DEFAULTS: dict[str, Any] = {
     "description": None, "timeout": None, "seed": 0, "sampler": "tpe", "pruner": "median",
     "fixed": [], "max_consecutive_failures": 5, "keep_checkpoints": 3,
@@ -62,7 +69,9 @@ def _is_int(value: Any, minimum: int | None = None) -> bool:
 
 
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "name": (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"),
+    "name": (lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MAX_NAME_LENGTH,
+             f"a non-empty string of at most {MAX_NAME_LENGTH} characters (the storage's "
+             "study-name column)"),
     "direction": (lambda v: v in DIRECTIONS, " or ".join(DIRECTIONS)),
     "n_trials": (lambda v: _is_int(v, 1), "an integer >= 1"),
     "timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -153,20 +162,27 @@ class StudySpec:
 
 
 def find_study_file(name: str, studies_dir: Path) -> Path:
-    """Resolves ``study=<name>`` to ``<studies_dir>/<name>.yaml`` (or an existing path).
+    """Resolves ``study=<name>`` to ``<studies_dir>/<name>.yaml``, or ``study=<path>`` (a name
+    with a ``/`` or a ``.yaml``/``.yml`` suffix) to that file.
 
     Raises:
-        UserError: No such file; the message lists the available studies.
+        UserError: No such file (the message lists the available studies), or a directory.
     """
-    direct = Path(name)
-    if direct.suffix in (".yaml", ".yml") and direct.is_file():
-        return direct
+    available = ", ".join(sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))) or "(none)"
+    if "/" in name or Path(name).suffix in (".yaml", ".yml"):
+        path = Path(name)
+        if path.is_dir():
+            raise UserError(f"study={name}: is a directory; give a study file (<dir>/<name>.yaml)"
+                            f" or a study name ({available})")
+        if not path.is_file():
+            raise UserError(f"study={name}: no such file; give an existing study file or a "
+                            f"study name ({available})")
+        return path
     candidate = Path(studies_dir) / f"{name}.yaml"
-    if candidate.is_file():
-        return candidate
-    available = sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))
-    raise UserError(f"study {name!r} not found: no {candidate}; available: "
-                    f"{', '.join(available) or '(none)'}")
+    if not candidate.is_file():
+        raise UserError(f"study={name}: no such study in {studies_dir}/ (available: "
+                        f"{available}; or give a path to a .yaml file)")
+    return candidate
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -193,6 +209,9 @@ def read_study_file(path: Path) -> dict[str, Any]:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
     except OSError as exc:
         raise UserError(f"{path}: cannot read study file: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a study file is UTF-8 YAML "
+                        "(see studies/zinc.yaml)") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: invalid YAML: {one_line(exc)}") from exc
     if not isinstance(data, dict):
@@ -273,7 +292,13 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def _misfit(conf: DictConfig, param: ParamSpec) -> str | None:
-    """Tries the search's values on a copy of a (typed) config; describes the first misfit."""
+    """Tries the search's values on a copy of a (typed) config; describes the first misfit.
+
+    Each value must fit the key's type and pass the run config's validation (its range and
+    options, and the checks across keys), so a search region that would make trials fail
+    (``interval(-1, 1)`` for a learning rate) is refused before the study starts. A range is
+    tried at its ends, which is enough for the schema's bounds.
+    """
     dist = param.distribution
     values = discrete_values(dist) or [dist.low, dist.high]
     trial_conf = copy.deepcopy(conf)
@@ -286,6 +311,12 @@ def _misfit(conf: DictConfig, param: ParamSpec) -> str | None:
             hint = "; integer keys take choice, range or tag(int, interval(...))" if (
                 "Integer" in reason) else ""
             return f"searched value {value!r} does not fit the run config's type ({reason}){hint}"
+        try:
+            check(param.key, value)
+            if OmegaConf.get_type(trial_conf) is RunConfig:  # a whole run config: all checks
+                validate_run_config(trial_conf)
+        except UserError as exc:
+            return f"searched value {value!r} is not valid: {exc}"
     return None
 
 

@@ -49,7 +49,7 @@ def open_tracking(plan: Plan, study: optuna.Study, tracker: Tracker) -> str | No
 def work(plan: Plan, study: optuna.Study, tracker: Tracker, parent_run_id: str | None) -> None:
     """Run trials of the study until its budget, its timeout or too many failures."""
     objective = Objective(plan.spec, plan.overrides, plan.runs_dir, tracker=tracker,
-                          fingerprint=plan.fingerprint)
+                          data=plan.data)
     worker = Worker(study, objective, worker_limits(plan),
                     on_trial_end=lambda study: track_progress(tracker, parent_run_id, study))
     worker.run()

@@ -51,6 +51,7 @@ and everything held in memory by a process that exits during the outage. Optuna'
 """
 
 from mspe_sweep.tracking.base import DataRecord, Tracker, TrialRun
-from mspe_sweep.tracking.factory import BACKENDS, build_tracker
+from mspe_sweep.tracking.factory import BACKENDS, build_tracker, tracking_location
 
-__all__ = ["build_tracker", "DataRecord", "Tracker", "TrialRun", "BACKENDS"]
+__all__ = ["build_tracker", "tracking_location", "DataRecord", "Tracker", "TrialRun",
+           "BACKENDS"]

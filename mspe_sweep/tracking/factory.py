@@ -30,11 +30,9 @@ def build_tracker(backend: str, uri: str | None, mspe_home: Path, *,
     Raises:
         UserError: Unknown backend, or a URI the backend cannot use.
     """
-    if backend not in BACKENDS:
-        raise UserError(f"unknown tracking backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    tracking_uri, artifact_root = tracking_location(backend, uri, mspe_home)
     if backend == "none":
         return Tracker()
-    tracking_uri, artifact_root = tracking_location(backend, uri, mspe_home)
     # MLflow is imported only for a real backend (it takes seconds).
     from mlflow.tracking import MlflowClient
 
@@ -54,11 +52,18 @@ def tracking_location(backend: str, uri: str | None, mspe_home: Path) -> tuple[s
 
     ``local`` takes any MLflow database URI; artifacts go beside a SQLite file
     (``<its folder>/mlartifacts``) or, for a database server, to ``<mspe_home>/mlartifacts``.
-    ``server`` takes ``http(s)://``; the server decides where artifacts go.
+    ``server`` takes ``http(s)://``; the server decides where artifacts go. ``none`` has
+    neither (``("", None)``). Nothing is opened, so this also checks a driver config before
+    anything is written.
 
     Raises:
-        UserError: A URI of the wrong kind for the backend, named with its password masked.
+        UserError: An unknown backend, or a URI of the wrong kind for the backend, named with
+            its password masked.
     """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown tracking backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "none":
+        return "", None
     if backend == "server":
         if not uri or not re.match(r"https?://", uri):
             raise UserError(f"tracking=server needs tracking.uri=http://<host>:<port> "

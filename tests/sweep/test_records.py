@@ -101,3 +101,5 @@ def test_legacy_study_resumes(sweep, legacy_url, capsys):
     assert new.checkpoint_dir.endswith("/runs/legacy/trial-4")
     assert records.n_trials == 4
     assert "study legacy: 4/4 done" in result.out
+    # A study created before the objective was named gets its name on resume.
+    assert optuna.load_study(study_name="legacy", storage=legacy_url).metric_names == ["val/mae"]

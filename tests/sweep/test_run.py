@@ -391,6 +391,13 @@ def test_report_errors_are_exit_2_and_one_line(sweep, args, fragment, finished_t
     assert result.out == ""
 
 
+def test_report_of_a_missing_study_lists_the_studies_there(sweep, finished_tiny, capsys):
+    result = sweep.run_cli(capsys, ["study=zinc", f"storage.url={finished_tiny}"],
+                           entry=report_module.main)
+    assert result.code == 2
+    assert result.err.rstrip().endswith("; studies there: tiny)"), result.err
+
+
 def test_report_of_a_never_run_study_creates_no_storage(sweep, tmp_path, capsys, mspe_home):
     # `report` only reads the study storage: asking about a study that does not exist must
     # not create the (default) SQLite database as a side effect.

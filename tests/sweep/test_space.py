@@ -45,6 +45,21 @@ def test_grammar_maps_to_distribution(text, expected):
         assert [type(c) for c in dist.choices] == [type(c) for c in expected.choices]
 
 
+@pytest.mark.parametrize(("text", "words"), [
+    ("choice(a,", "unbalanced parentheses (1 '(' but 0 ')')"),
+    ("choice(a,,b)", "a value is missing next to a ','"),
+    ("interval(1e-4 1e-2)", "interval(low, high) takes two numbers"),
+    ("foo(1, 2)", "unknown function 'foo' (valid: choice, range, interval, tag)"),
+    ("interval(a, b)", "take numbers"),
+])
+def test_parse_errors_say_in_words_what_is_wrong(text, words):
+    with pytest.raises(space.GrammarError) as info:
+        parse_distribution("training.optimizer.lr", text)
+    message = str(info.value)
+    assert words in message and repr(text) in message
+    assert "Exception" not in message and "^" not in message
+
+
 def test_range_matches_hydras_own_sweep_values():
     for text in ("range(1, 5)", "range(8, 33, 8)", "range(0.1, 0.5, 0.1)"):
         override = OverridesParser.create().parse_override(f"k={text}")

@@ -221,8 +221,19 @@ def test_find_study_file_lists_available_studies(tmp_path):
     write(tmp_path, BASE, "zinc.yaml")
     write(tmp_path, BASE, "quick.yaml")
     assert find_study_file("zinc", tmp_path) == tmp_path / "zinc.yaml"
-    with pytest.raises(UserError, match=r"'zinq' not found.*available: quick, zinc$"):
+    with pytest.raises(UserError, match=r"study=zinq: no such study .*available: quick, zinc;"):
         find_study_file("zinq", tmp_path)
+
+
+def test_find_study_file_takes_paths_and_says_what_is_wrong_with_them(tmp_path):
+    write(tmp_path, BASE, "mine.yaml")
+    assert find_study_file(str(tmp_path / "mine.yaml"), tmp_path) == tmp_path / "mine.yaml"
+    missing = tmp_path / "x.yaml"
+    with pytest.raises(UserError, match=rf"^study={missing}: no such file;") as info:
+        find_study_file(str(missing), tmp_path)
+    assert "x.yaml.yaml" not in str(info.value)
+    with pytest.raises(UserError, match=rf"^study={tmp_path}: is a directory"):
+        find_study_file(str(tmp_path), tmp_path)
 
 
 def test_cfg_none_composes_with_hydra_and_bad_fixed_is_a_user_error(tmp_path):

@@ -166,6 +166,10 @@ def assert_study_tracked(client: MlflowClient, study: optuna.Study, name: str) -
         assert tags["mspe.state"] == "COMPLETE"
         assert tags["mspe.dataset_fingerprint"] == fingerprint
         assert trial.user_attrs["dataset_fingerprint"] == fingerprint
+        # The runs table's Dataset column: the study's data, once per run.
+        [data] = client.get_run(run_id).inputs.dataset_inputs
+        assert data.dataset.name == "synthetic" and data.dataset.digest == fingerprint[:36]
+        assert {t.key: t.value for t in data.tags} == {"mlflow.data.context": "training"}
         overrides = trial.user_attrs["overrides"]
         assert tags["mspe.overrides"] == shlex.join(overrides)
 
@@ -203,6 +207,7 @@ def test_study_is_tracked_end_to_end_and_resumed(backend, tmp_path, capsys, capt
     result, _ = timed_sweep(f"study={path}", "study.n_trials=2", *tracking_args(backend))
     assert result.complete == 2
     study = load_optuna_study(name)
+    assert study.metric_names == ["val/mae"]  # optuna-dashboard's name for the objective
     parent_id = assert_study_tracked(client, study, name)
 
     # 2: a best.pt downloaded from MLflow is evaluated on its own (config inside it).
