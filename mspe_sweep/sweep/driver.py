@@ -35,6 +35,7 @@ from mspe_sweep.sweep.reporting import (
 )
 from mspe_sweep.sweep.work import open_tracking, work
 from mspe_sweep.text import mask_url
+from mspe_sweep.tracking import tracking_location
 
 
 @dataclass
@@ -125,9 +126,10 @@ def publish_parent_run(sweep: Sweep) -> str | None:
     record = StudyRecord(sweep.study)
     if parent and parent != record.parent_run_id:
         record.set_parent_run_id(parent)
-    if sweep.plan.tracking_backend != "none":
-        print(f"tracking: {sweep.plan.tracking_backend} {mask_url(str(sweep.plan.tracking_uri))}",
-              flush=True)
+    backend = sweep.plan.tracking_backend
+    if backend != "none":
+        used, _ = tracking_location(backend, sweep.plan.tracking_uri, mspe_home())
+        print(f"tracking: {backend} {mask_url(used)}", flush=True)
     return parent
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from _tracking_helpers import BASE_YAML, SPEC
@@ -74,3 +75,24 @@ def test_runs_land_in_an_mlflow_store_in_postgresql(tmp_path, mspe_home):
     client = MlflowClient(tracking_uri=url)
     assert client.get_run(parent).data.tags["mspe.study"] == study
     assert not (mspe_home / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_a_study_run_lands_in_the_given_store(tmp_path, mlflow_env, mspe_home, capsys):
+    from mspe_sweep import report, run
+
+    store = tmp_path / "custom" / "mlflow.db"
+    store.parent.mkdir()
+    shutil.copyfile(mlflow_env.template_db, store)
+    study = Path(__file__).resolve().parents[1] / "data" / "tiny_study.yaml"
+    args = [f"study={study}", "study.n_trials=1", "tracking=local",
+            f"tracking.uri=sqlite:///{store}"]
+    assert run.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"tracking: local sqlite:///{store}" in out
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["tiny", "trial-0"]
+    assert report.main(args[:1] + args[2:]) == 0
+    assert not (mspe_home / "mlflow.db").exists() and not (mspe_home / "mlartifacts").exists()
+    assert (store.parent / "mlartifacts").is_dir()
