@@ -146,16 +146,28 @@ class StudyArgs:
     timeout: Optional[float] = None
     seed: Optional[int] = None
     force: bool = False
+    trial_timeout: Optional[float] = None  # hang limits of one trial (sweep/watchdog.py)
+    epoch_timeout: Optional[float] = None
 
 
 @dataclass
 class StorageConfig:
     backend: str = "sqlite"
     url: Optional[str] = None
-    heartbeat_interval: int = 30
-    grace_period: int = 90
-    max_retry: int = 3
-    outage_timeout: Optional[int] = 600  # seconds a storage call waits for the database
+    heartbeat_interval: int = rule(30, ge=1)
+    grace_period: int = rule(90, ge=1)
+    max_retry: int = rule(3, ge=0)
+    # seconds a storage call waits for the database
+    outage_timeout: Optional[int] = rule(600, ge=1)
+
+
+@dataclass
+class ProxyConfig:
+    """Where `python -m mspe_sweep.storage_proxy` listens (its ``proxy.*`` keys)."""
+
+    host: str = "127.0.0.1"  # no authentication, no TLS: a private interface at most
+    port: int = 13000
+    threads: int = 10  # calls served at once (Optuna's default)
 
 
 @dataclass
@@ -169,16 +181,16 @@ class LauncherConfig:
     """How workers start (`configs/launcher/`); the batch keys apply to ``slurm`` only."""
 
     name: str = "local"
-    workers: int = 1
+    workers: int = rule(1, ge=1)
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
     time: Optional[str] = None
-    gpus_per_worker: int = 0
-    cpus_per_worker: int = 1
+    gpus_per_worker: int = rule(0, ge=0)
+    cpus_per_worker: int = rule(1, ge=1)
     mem: Optional[str] = None
-    max_parallel: Optional[int] = None
-    signal_seconds: int = 120
+    max_parallel: Optional[int] = rule(None, ge=1)
+    signal_seconds: int = rule(120, ge=0)
     sbatch_lines: list[str] = field(default_factory=list)
     setup: str = ""
     log_dir: Optional[str] = None
@@ -194,5 +206,5 @@ class DriverConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
-    workers: int = 1
-    trials_per_gpu: int = 1
+    workers: int = rule(1, ge=1)
+    trials_per_gpu: int = rule(1, ge=1)

@@ -82,14 +82,14 @@ def section_key(class_name: str, schema: type = RunConfig) -> tuple[str, str] | 
 
 
 @cache
-def rule_for(key: str) -> Rule | None:
-    """The rule of one dotted run-config key, or None when only its type is checked."""
-    return dict(rules()).get(key)
+def rule_for(key: str, schema: type = RunConfig) -> Rule | None:
+    """The rule of one dotted config key, or None when only its type is checked."""
+    return dict(rules(schema)).get(key)
 
 
-def problem(key: str, value: Any) -> str | None:
+def problem(key: str, value: Any, schema: type = RunConfig) -> str | None:
     """What is wrong with ``value`` for ``key`` (one line without the key), or None."""
-    checks = rule_for(key)
+    checks = rule_for(key, schema)
     if checks is None or value is None:
         return None
     if checks.options is not None:
@@ -117,9 +117,9 @@ def _number(bound: float) -> str:
     return "2**32" if bound == 2**32 else f"{bound:g}"
 
 
-def check(key: str, value: Any) -> None:
+def check(key: str, value: Any, schema: type = RunConfig) -> None:
     """Raise :class:`UserError` naming ``key=value`` when the value breaks its rule."""
-    reason = problem(key, value)
+    reason = problem(key, value, schema)
     if reason:
         raise UserError(f"{key}={_show(value)}: {reason}")
 
@@ -134,10 +134,19 @@ def validate_run_config(cfg: DictConfig | Mapping) -> None:
     Raises:
         UserError: The first problem found, as one line naming the key.
     """
-    for key, _ in rules():
-        check(key, OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig)
-              else _select(cfg, key))
+    check_rules(cfg, RunConfig)
     _check_across_keys(cfg)
+
+
+def check_rules(cfg: DictConfig | Mapping, schema: type) -> None:
+    """Check every ruled key of a config typed by ``schema`` (a run or the driver's config).
+
+    Raises:
+        UserError: The first value that breaks its rule, as one line naming the key.
+    """
+    for key, _ in rules(schema):
+        check(key, OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig)
+              else _select(cfg, key), schema)
 
 
 def _select(cfg: Mapping, key: str) -> Any:

@@ -90,7 +90,11 @@ CASES = [
     ("run", lambda d: [f"study={_study_file(d, 'ok')}", "tracking=local",
                        "tracking.uri=http://h:5000"], ["tracking.uri"]),
     ("run", lambda d: [f"study={_study_file(d, 'ok')}", "study.n_trials=0"], ["study.n_trials"]),
-    ("run", lambda d: [f"study={_study_file(d, 'ok')}", "workers=0"], ["workers"]),
+    ("run", lambda d: [f"study={_study_file(d, 'ok')}", "workers=0"], ["workers=0"]),
+    ("run", lambda d: [f"study={_study_file(d, 'ok')}", "storage.heartbeat_interval=0"],
+     ["storage.heartbeat_interval=0", ">= 1"]),
+    ("run", lambda d: [f"study={_study_file(d, 'ok')}", "launcher.dry_run=true",
+                       "tracking=local", "tracking.uri=http://h:5000"], ["tracking.uri"]),
     ("run", lambda d: [f"study={_study_file(d, 'ok')}", "--cfg", "all"], ["--cfg"]),
     # --- evaluate -----------------------------------------------------------------------
     ("evaluate", lambda d: [], ["checkpoint=<path>"]),

@@ -29,7 +29,8 @@ class Plan:
         storage_url: The study storage, unmasked: print it only through ``mask_url``.
         storage_options: Keyword arguments of ``build_storage`` (heartbeat, retries, ...).
         tracking_backend: ``none``, ``local`` or ``server``.
-        tracking_uri: The tracking server (``tracking=server``).
+        tracking_uri: The tracking server (``tracking=server``) or MLflow database
+            (``tracking=local``); None for the default.
         fingerprint: The dataset fingerprint, tagged on every trial's run.
         data_source: What data the fingerprint names, for the start-up lines.
         base_config_yaml: The composed base run config, kept on the study's parent run.

@@ -35,11 +35,13 @@ from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
 from mspe_sweep.sweep.storage import build_storage, create_study_once, default_storage_url
 from mspe_sweep.text import mask_url
+from mspe_sweep.validation import check_rules
 from mspe_sweep.tracking import Tracker, build_tracker, tracking_location
 from mspe_sweep.training import get_metrics
 
 DRIVER_KEYS = ("study", "storage", "tracking", "launcher", "workers", "trials_per_gpu")
-CLI_STUDY_SETTINGS = ("n_trials", "timeout", "seed")  # study.<key>= replaces the file's
+# study.<key>= replaces the file's
+CLI_STUDY_SETTINGS = ("n_trials", "timeout", "seed", "trial_timeout", "epoch_timeout")
 
 
 @dataclass
@@ -70,8 +72,7 @@ def parse_args(args: Sequence[str]) -> tuple[DictConfig, list[str]]:
     if not driver.study.name:
         studies = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
         raise UserError(f"study=<name> is required (studies/: {studies})")
-    if driver.launcher.workers < 1 or driver.trials_per_gpu < 1:
-        raise UserError("workers and trials_per_gpu must be >= 1")
+    check_rules(driver, DriverConfig)  # workers, storage.* and launcher.* ranges
     check_launcher(driver.launcher, driver.trials_per_gpu)
     return driver, run_overrides
 
@@ -127,12 +128,18 @@ def storage_url(driver: DictConfig) -> str:
         if not url.startswith("sqlite:"):
             raise UserError(f"storage=sqlite: storage.url={mask_url(url)} is not a sqlite:/// "
                             "URL (use storage=postgres for PostgreSQL)")
+    elif backend == "grpc":
+        if not url or not url.startswith("grpc://"):
+            given = f"storage.url={mask_url(url)} is not" if url else "needs"
+            raise UserError(f"storage=grpc {given} the storage proxy's address: export "
+                            "MSPE_STORAGE_URL or pass storage.url=grpc://<host>:<port> (python "
+                            "-m mspe_sweep.storage_proxy runs one; configs/storage/grpc.yaml)")
     elif not url:
         raise UserError("storage=postgres needs a PostgreSQL URL: export MSPE_STORAGE_URL or "
                         "pass storage.url (see configs/storage/postgres.yaml)")
     elif not url.startswith("postgresql"):
         raise UserError(f"storage=postgres: storage.url={mask_url(url)} is not a PostgreSQL URL "
-                        "(postgresql+psycopg://<user>:<password>@<host>:<port>/<db>)")
+                        "(postgresql+psycopg://...; see configs/storage/postgres.yaml)")
     return url
 
 
@@ -160,12 +167,12 @@ def prepare(args: Sequence[str]) -> Sweep | None:
     spec, base_cfg = load_spec(driver, run_overrides)
     sampler = build_sampler(spec.sampler, spec.seed, spec.params)
     pruner = build_pruner(spec.pruner)
-    if driver.launcher.dry_run:
-        storage_url(driver)  # checked, not opened
-        print(dry_run(driver.launcher, spec.name), flush=True)
-        return None
+    storage_url(driver)  # checked, not opened
     # A tracking URI the backend cannot use is a mistake too: found before the storage opens.
     tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
+    if driver.launcher.dry_run:
+        print(dry_run(driver.launcher, spec.name), flush=True)
+        return None
     url, storage = open_storage(driver)
     tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
     dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE

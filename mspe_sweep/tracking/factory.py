@@ -33,6 +33,12 @@ def build_tracker(backend: str, uri: str | None, mspe_home: Path, *,
     tracking_uri, artifact_root = tracking_location(backend, uri, mspe_home)
     if backend == "none":
         return Tracker()
+    if artifact_root is not None:  # the database's folder (SQLite) or MSPE_HOME
+        try:
+            artifact_root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"tracking.uri={mask_url(tracking_uri)!r}: cannot create "
+                            f"{artifact_root.parent}: {exc.strerror}") from None
     # MLflow is imported only for a real backend (it takes seconds).
     from mlflow.tracking import MlflowClient
 
@@ -74,7 +80,7 @@ def tracking_location(backend: str, uri: str | None, mspe_home: Path) -> tuple[s
     if scheme not in DATABASE_SCHEMES or "://" not in uri:
         raise UserError(f"tracking=local: tracking.uri={mask_url(uri)!r} is not an MLflow "
                         f"database URI (valid: sqlite:///<path>, "
-                        "postgresql+psycopg://<user>:<password>@<host>/<db>, mysql://..., "
+                        "postgresql+psycopg://..., mysql://..., "
                         "mssql://...; for a tracking server use tracking=server)")
     if scheme != "sqlite":
         return uri, mspe_home / "mlartifacts"
@@ -82,9 +88,4 @@ def tracking_location(backend: str, uri: str | None, mspe_home: Path) -> tuple[s
     if not database.name:
         raise UserError(f"tracking=local: tracking.uri={uri!r} names no database file "
                         "(valid: sqlite:///<path>/mlflow.db)")
-    try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"tracking.uri={uri!r}: cannot create {database.parent}: "
-                        f"{exc.strerror}") from None
     return uri, database.parent / "mlartifacts"

@@ -20,7 +20,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
-from mspe_sweep.text import one_line
+from mspe_sweep.text import mask_secrets, one_line
 
 log = logging.getLogger("mspe_sweep.tracking")
 
@@ -155,4 +155,5 @@ class Guard:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {one_line(exc, limit=300)}"
+    # MLflow and SQLAlchemy quote the store's URI, password included, in their errors.
+    return f"{type(exc).__name__}: {one_line(mask_secrets(str(exc)), limit=300)}"

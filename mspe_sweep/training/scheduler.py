@@ -36,7 +36,8 @@ class WarmupCosineLR(LRScheduler):
     Args:
         optimizer: The optimizer.
         warmup: ``W`` (>= 0).
-        total: ``T`` (> ``W``), or None for no decay.
+        total: ``T``, or None for no decay. With ``T <= W`` the lr ramps up until ``T`` and
+            never decays (a run no longer than its warmup).
         min_lr: Final learning rate of the cosine.
         interval: ``"epoch"`` or ``"step"``: what one ``step()`` call means.
     """
@@ -95,7 +96,8 @@ def get_scheduler(
     Types:
         ``cosine_warmup``: :class:`WarmupCosineLR`; needs ``total_epochs``. A warmup at
         least as long as the run is allowed (a smoke run of 1 epoch): the lr then ramps up
-        over the whole run and never decays, and one warning says so. With ``steps_per_epoch`` (optimizer steps per epoch, i.e.
+        over the whole run and never decays, and one warning says so. With
+        ``steps_per_epoch`` (optimizer steps per epoch, i.e.
         ``ceil(batches / accumulation_steps)``) it advances every optimizer step for a smooth
         warmup (``interval="step"``), otherwise once per epoch.
         ``constant``: the base lr, after an optional linear warmup of ``warmup_epochs``.

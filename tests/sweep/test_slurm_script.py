@@ -12,6 +12,7 @@ import yaml
 
 from mspe_sweep.config import CONFIG_DIR, REPO_ROOT
 from mspe_sweep.errors import UserError
+from mspe_sweep.schema import DriverConfig
 from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV, launcher_for
 from mspe_sweep.sweep.launch.local import LocalLauncher
 from mspe_sweep.sweep.launch.slurm import (
@@ -25,6 +26,7 @@ from mspe_sweep.sweep.launch.slurm import (
 from mspe_sweep.sweep.plan import Plan
 from mspe_sweep.sweep.prepare import load_spec, parse_args
 from mspe_sweep.sweep.worker import Worker, WorkerLimits
+from mspe_sweep.validation import check_rules
 
 PASSWORD = "s3cret-Pw"
 URL = f"postgresql+psycopg://mspe:{PASSWORD}@db.example:5432/mspe"
@@ -102,11 +104,15 @@ def test_launcher_for_picks_by_name(sweep, tmp_path):
     ({"workers": 0}, "launcher.workers=0: must be >= 1"),
     ({"cpus_per_worker": 0}, "launcher.cpus_per_worker=0: must be >= 1"),
     ({"max_parallel": 0}, "launcher.max_parallel=0: must be >= 1"),
-    ({"sbatch_lines": ["constraint=a100"]}, "'constraint=a100' is not an sbatch option"),
 ])
-def test_bad_settings_are_user_errors(launcher, message):
+def test_bad_counts_break_the_schemas_rules(launcher, message):
     with pytest.raises(UserError, match=message):
-        SlurmSettings.from_config(launcher)
+        check_rules({"launcher": launcher}, DriverConfig)
+
+
+def test_an_extra_line_must_be_an_sbatch_option():
+    with pytest.raises(UserError, match="'constraint=a100' is not an sbatch option"):
+        SlurmSettings.from_config({"sbatch_lines": ["constraint=a100"]})
 
 
 def test_every_launcher_preset_defines_the_same_keys():
@@ -132,7 +138,7 @@ def test_bad_launcher_setting_fails_before_the_storage_is_opened(sweep, tmp_path
     result = sweep.run_cli(capsys, run_args(sweep, tmp_path, "launcher=slurm",
                                             "launcher.workers=0"))
     assert result.code == 2
-    assert result.error_lines == ["error: workers and trials_per_gpu must be >= 1"]
+    assert result.error_lines == ["error: launcher.workers=0: must be >= 1"]
     assert not (mspe_home / "optuna.db").exists()
 
 

@@ -24,7 +24,8 @@ def test_local_default_is_the_sqlite_file_under_mspe_home(tmp_path):
 def test_local_sqlite_uri_keeps_artifacts_beside_its_file(tmp_path):
     uri, artifacts = tracking_location("local", f"sqlite:///{tmp_path}/x/runs.db", tmp_path / "h")
     assert uri == f"sqlite:///{tmp_path}/x/runs.db"
-    assert artifacts == tmp_path / "x" / "mlartifacts" and (tmp_path / "x").is_dir()
+    assert artifacts == tmp_path / "x" / "mlartifacts"
+    assert not (tmp_path / "x").exists()  # a check: nothing is created
 
 
 def test_local_database_server_keeps_artifacts_under_mspe_home(tmp_path):

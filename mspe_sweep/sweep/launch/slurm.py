@@ -19,6 +19,7 @@ system every node sees (see README, "Scale out").
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -31,6 +32,7 @@ from typing import Any, Mapping, Sequence
 from mspe_sweep.cli import EXIT_INTERRUPTED
 from mspe_sweep.config import REPO_ROOT, STUDIES_DIR, mspe_home
 from mspe_sweep.errors import UserError
+from mspe_sweep.schema import LauncherConfig
 from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV, worker_command
 from mspe_sweep.sweep.plan import Plan
 
@@ -59,21 +61,17 @@ class SlurmSettings:
 
     @classmethod
     def from_config(cls, launcher: Mapping[str, Any]) -> SlurmSettings:
-        """The settings of a ``launcher`` config section, checked.
+        """The settings of a ``launcher`` config section (its ranges are the schema's rules,
+        checked with the rest of the driver config), with the extra lines checked.
 
         Raises:
-            UserError: A count out of range, or an extra line that is not an sbatch option.
+            UserError: An extra line that is not an sbatch option.
         """
         values = {f.name: launcher[f.name] for f in fields(cls) if f.name in launcher}
         values["sbatch_lines"] = tuple(str(line).strip() for line in
                                        values.get("sbatch_lines") or ())
         values["setup"] = values.get("setup") or ""
         settings = cls(**values)
-        for key, low in (("workers", 1), ("cpus_per_worker", 1), ("gpus_per_worker", 0),
-                         ("signal_seconds", 0), ("max_parallel", 1)):
-            value = getattr(settings, key)
-            if value is not None and value < low:
-                raise UserError(f"launcher.{key}={value}: must be >= {low}")
         for line in settings.sbatch_lines:
             if not option_of(line).startswith("-"):
                 raise UserError(f"launcher.sbatch_lines: {line!r} is not an sbatch option "
@@ -87,7 +85,7 @@ def check_local(launcher: Mapping[str, Any]) -> None:
     Raises:
         UserError: Names the first batch-system key that is set.
     """
-    defaults = SlurmSettings()
+    defaults = SlurmSettings.from_config(dataclasses.asdict(LauncherConfig()))
     for key in (f.name for f in fields(SlurmSettings)):
         value = launcher.get(key)
         value = tuple(value or ()) if key == "sbatch_lines" else value
