@@ -22,7 +22,6 @@ from mspe_sweep.cli import EXIT_STORAGE_UNAVAILABLE
 from mspe_sweep.config import mspe_home
 from mspe_sweep.errors import StorageUnavailableError, UserError
 from mspe_sweep.sweep.launch import launcher_for
-from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.prepare import Sweep, prepare
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import (
@@ -31,9 +30,8 @@ from mspe_sweep.sweep.reporting import (
     counts,
     quiet_trial_logs,
     summary,
-    track_progress,
 )
-from mspe_sweep.sweep.work import open_tracking, work
+from mspe_sweep.sweep.work import open_tracking, publish_results, work
 from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import tracking_location
 
@@ -92,7 +90,7 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
         print(startup_lines(sweep), flush=True)
         parent = publish_parent_run(sweep)
         launcher = launcher_for(plan)
-        if getattr(launcher, "detached", False):  # submitted; its tasks report to the study
+        if launcher.detached:  # submitted; its tasks report to the study and publish it
             launcher.launch(plan)
             return study_result(study, plan.spec.n_trials)
         trials_before = len(study.get_trials(deepcopy=False))
@@ -115,7 +113,7 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
         finally:
             if not database_down:
                 ran = len(study.get_trials(deepcopy=False)) > trials_before
-                publish_results(sweep, parent, status, with_plots=ran)
+                publish_results(plan, study, sweep.tracker, parent, status, with_plots=ran)
     print(summary(study, plan.spec.metric, plan.spec.n_trials), flush=True)
     return study_result(study, plan.spec.n_trials)
 
@@ -131,16 +129,3 @@ def publish_parent_run(sweep: Sweep) -> str | None:
         used, _ = tracking_location(backend, sweep.plan.tracking_uri, mspe_home())
         print(f"tracking: {backend} {mask_url(used)}", flush=True)
     return parent
-
-
-def publish_results(sweep: Sweep, parent: str | None, status: str, with_plots: bool) -> None:
-    """Plots and the trials CSV in ``runs/<study>/plots/`` (when trials ran), and on the
-    parent run, which ends only when no trial is running: with several drivers on one study
-    (machines, or ``docker compose --scale``), the last one to finish ends it.
-    """
-    study, tracker = sweep.study, sweep.tracker
-    files = write_study_plots(study, sweep.plan.runs_dir / "plots") if with_plots else []
-    track_progress(tracker, parent, study)
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    tracker.finish_study(parent, files, status=None if running and status == "FINISHED"
-                         else status)

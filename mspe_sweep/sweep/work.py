@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 
 import optuna
+from optuna.trial import TrialState
 
 from mspe_sweep.cli import run_command
 from mspe_sweep.config import mspe_home
 from mspe_sweep.sweep.factories import build_pruner, study_sampler
-from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV
+from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV, launcher_for
 from mspe_sweep.sweep.objective import Objective
 from mspe_sweep.sweep.plan import Plan
+from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import quiet_libraries, quiet_trial_logs, track_progress
 from mspe_sweep.sweep.storage import build_storage
@@ -67,10 +69,29 @@ def open_study(plan: Plan, worker: int) -> optuna.Study:
 
 
 def work_in_this_process(plan: Plan, worker: int) -> None:
-    """A launched worker: open what ``prepare`` created, then ``work``."""
+    """A launched worker: open what ``prepare`` created, then ``work``. After a detached
+    launch (a batch job) no driver waits for the workers, so each publishes the study's
+    results when it ends; the last one to end finishes the parent run."""
     study = open_study(plan, worker)
     tracker = build_tracker(plan.tracking_backend, plan.tracking_uri, mspe_home())
-    work(plan, study, tracker, open_tracking(plan, study, tracker))
+    parent = open_tracking(plan, study, tracker)
+    work(plan, study, tracker, parent)
+    if launcher_for(plan).detached:
+        publish_results(plan, study, tracker, parent, "FINISHED", with_plots=True)
+
+
+def publish_results(plan: Plan, study: optuna.Study, tracker: Tracker, parent: str | None,
+                    status: str, with_plots: bool) -> None:
+    """Plots and the trials CSV in ``runs/<study>/plots/`` (when trials ran), and on the
+    parent run, which ends only when no trial is running: with several drivers or workers on
+    one study (machines, a job array, ``docker compose --scale``), the last one to finish ends
+    it.
+    """
+    files = write_study_plots(study, plan.runs_dir / "plots") if with_plots else []
+    track_progress(tracker, parent, study)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    tracker.finish_study(parent, files, status=None if running and status == "FINISHED"
+                         else status)
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from process_state import preserved_process_state
 
-import mspe_sweep.sweep.driver as driver_module
+import mspe_sweep.sweep.work as work_module
 from mspe_sweep import report as report_module
 from mspe_sweep import run as run_module
 from mspe_sweep.config import REPO_ROOT
@@ -49,7 +49,7 @@ def skip_study_plots(monkeypatch):
         calls.append(study.study_name)
         return []
 
-    monkeypatch.setattr(driver_module, "write_study_plots", fake_write_study_plots)
+    monkeypatch.setattr(work_module, "write_study_plots", fake_write_study_plots)
     monkeypatch.setattr(report_module, "write_study_plots", fake_write_study_plots)
     return calls
 

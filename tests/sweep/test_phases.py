@@ -18,7 +18,7 @@ from mspe_sweep.sweep.launch import (
 from mspe_sweep.sweep.plan import Plan
 from mspe_sweep.sweep.prepare import prepare
 from mspe_sweep.sweep.records import StudyRecord
-from mspe_sweep.sweep.work import open_study
+from mspe_sweep.sweep.work import open_study, work_in_this_process
 
 TINY_STUDY = Path(__file__).resolve().parents[1] / "data" / "tiny_study.yaml"
 
@@ -75,3 +75,17 @@ def test_a_worker_opens_the_prepared_study_with_its_own_sampler_seed(tmp_path, m
     studies[0].enqueue_trial({"training.optimizer.lr": 1e-3, "pe": "none"})
     open_study(plan, worker=1)  # a study with trials: the seed moves on with its progress
     assert built[-1] == (factories.derive_seed(plan.spec.seed, 1), 1)
+
+
+def test_workers_of_a_detached_launch_publish_the_study_themselves(tmp_path, skip_study_plots):
+    # No driver waits for a batch job: the worker that ends publishes plots and ends the
+    # parent run; a local launch leaves that to the driver.
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [f"study={TINY_STUDY}", "tracking=none", f"storage.url={url}", "study.n_trials=1"]
+    detached = prepare([*args, "launcher=slurm"]).plan
+    assert launcher_for(detached).detached
+    work_in_this_process(detached, 0)
+    assert skip_study_plots == ["tiny"]
+    local = prepare([*args, "study.n_trials=2", "workers=2"]).plan
+    work_in_this_process(local, 1)
+    assert skip_study_plots == ["tiny"]  # not published again by a local worker

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-import mspe_sweep.sweep.driver as driver_module
+import mspe_sweep.sweep.work as work_module
 from mspe_sweep import report as report_module
 from mspe_sweep.config import STUDIES_DIR
 from mspe_sweep.sweep.driver import run_study
@@ -344,7 +344,7 @@ def finished_tiny(sweep, tmp_path_factory):
     url = sweep.sqlite_url(root / "optuna.db")
     with pytest.MonkeyPatch.context() as mp, sweep.preserved_process_state():
         mp.setenv("MSPE_HOME", str(root / "home"))
-        mp.setattr(driver_module, "write_study_plots", lambda study, out_dir: [])
+        mp.setattr(work_module, "write_study_plots", lambda study, out_dir: [])
         result = run_study([f"study={TINY_STUDY}", "tracking=none", "study.n_trials=2",
                             f"storage.url={url}", "training.deterministic=true"])
     assert result.complete == 2

@@ -24,7 +24,14 @@ WORKER_MODULE = "mspe_sweep.sweep.work"
 
 
 class Launcher(Protocol):
-    """Starts the workers of a prepared study."""
+    """Starts the workers of a prepared study.
+
+    Attributes:
+        detached: True when ``launch`` returns once the workers are submitted (a batch job),
+            not when they end; the workers themselves then publish the study's results.
+    """
+
+    detached: bool
 
     def launch(self, plan: Plan) -> int:
         """Run ``plan.workers`` workers until each has finished.

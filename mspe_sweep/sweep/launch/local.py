@@ -45,6 +45,8 @@ def _die_with_parent() -> None:
 class LocalLauncher:
     """Worker processes on this machine (see :class:`~mspe_sweep.sweep.launch.Launcher`)."""
 
+    detached = False
+
     def launch(self, plan: Plan) -> int:
         return launch_workers(plan)
 
