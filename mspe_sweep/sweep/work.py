@@ -7,13 +7,17 @@ its environment (see :mod:`mspe_sweep.sweep.launch`).
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
+import time
 
 import optuna
 from optuna.trial import TrialState
 
 from mspe_sweep.cli import run_command
 from mspe_sweep.config import mspe_home
+from mspe_sweep.errors import StorageUnavailableError, UserError
 from mspe_sweep.sweep.factories import build_pruner, study_sampler
 from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV, launcher_for
 from mspe_sweep.sweep.objective import Objective
@@ -24,6 +28,8 @@ from mspe_sweep.sweep.reporting import quiet_libraries, quiet_trial_logs, track_
 from mspe_sweep.sweep.storage import build_storage
 from mspe_sweep.sweep.worker import Worker, WorkerLimits
 from mspe_sweep.tracking import Tracker, build_tracker
+
+log = logging.getLogger(__name__)
 
 USAGE = """\
 usage: python -m mspe_sweep.sweep.work   (started by `python -m mspe_sweep.run workers=N`)
@@ -60,12 +66,41 @@ def work(plan: Plan, study: optuna.Study, tracker: Tracker, parent_run_id: str |
 def open_study(plan: Plan, worker: int) -> optuna.Study:
     """The prepared study, with this worker's own sampler seed."""
     spec = plan.spec
-    study = optuna.load_study(study_name=spec.name,
-                              storage=build_storage(plan.storage_url, **plan.storage_options),
+    study = optuna.load_study(study_name=spec.name, storage=reopen_storage(plan),
                               pruner=build_pruner(spec.pruner))
     study.sampler = study_sampler(spec.sampler, spec.seed, spec.params, worker=worker,
                                   existing_trials=len(study.get_trials(deepcopy=False)))
     return study
+
+
+def reopen_storage(plan: Plan, poll_seconds: float = 5.0) -> optuna.storages.BaseStorage:
+    """The storage ``prepare`` opened and checked, opened again by a worker.
+
+    A failure here is the database being away (a restart, or a requeued batch task that
+    starts during one), not a mistake: like any storage call, the worker waits for it up to
+    ``storage.outage_timeout`` (one warning line), then gives up with exit code 3.
+
+    Raises:
+        StorageUnavailableError: Still unreachable after ``storage.outage_timeout``.
+        UserError: Unreachable, with the outage ride-through turned off (``null``).
+    """
+    timeout = plan.storage_options.get("outage_timeout")
+    deadline = time.monotonic() + (timeout or 0)
+    for attempt in itertools.count():
+        try:
+            return build_storage(plan.storage_url, **plan.storage_options)
+        except UserError as exc:
+            if timeout is None:
+                raise
+            if time.monotonic() >= deadline:
+                raise StorageUnavailableError(
+                    f"{exc} (for {timeout} s: storage.outage_timeout); run the command again "
+                    "once the database is back") from None
+            if attempt == 0:
+                log.warning("the study's database is unreachable; this worker waits up to "
+                            "%s s for it (storage.outage_timeout)", timeout)
+            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+    raise AssertionError("unreachable")
 
 
 def work_in_this_process(plan: Plan, worker: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 
 from mspe_sweep.sweep import factories
 from mspe_sweep.sweep.launch import (
@@ -89,3 +90,32 @@ def test_workers_of_a_detached_launch_publish_the_study_themselves(tmp_path, ski
     local = prepare([*args, "study.n_trials=2", "workers=2"]).plan
     work_in_this_process(local, 1)
     assert skip_study_plots == ["tiny"]  # not published again by a local worker
+
+
+def test_a_worker_waits_for_a_database_that_is_away_when_it_starts(tmp_path, monkeypatch,
+                                                                   caplog):
+    from mspe_sweep.errors import StorageUnavailableError, UserError
+    from mspe_sweep.sweep import work as work_module
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    plan = prepare([f"study={TINY_STUDY}", "tracking=none", f"storage.url={url}"]).plan
+    real, calls = work_module.build_storage, []
+
+    def flaky(*args, **kwargs):  # down for two attempts, then back
+        calls.append(1)
+        if len(calls) <= 2:
+            raise UserError("storage.url: cannot connect: connection refused")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(work_module, "build_storage", flaky)
+    caplog.set_level("WARNING", logger="mspe_sweep")
+    assert work_module.reopen_storage(plan, poll_seconds=0.01) is not None
+    assert len(calls) == 3
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+
+    calls.clear()
+    monkeypatch.setattr(work_module, "build_storage", lambda *a, **k: flaky() or 1 / 0)
+    short = Plan(**{**plan.__dict__,
+                    "storage_options": {**plan.storage_options, "outage_timeout": 0}})
+    with pytest.raises(StorageUnavailableError, match="storage.outage_timeout"):
+        work_module.reopen_storage(short, poll_seconds=0.01)
