@@ -91,6 +91,15 @@ def test_the_password_travels_only_in_the_plan_variable(sweep, tmp_path, monkeyp
     assert PASSWORD not in report_command(plan)
 
 
+def test_the_printed_report_command_names_a_custom_sqlite_file_and_tracking_uri(sweep,
+                                                                                tmp_path):
+    plan = Plan(**{**make_plan(sweep, tmp_path).__dict__, "storage_url": f"sqlite:///{tmp_path}/s.db",
+                   "tracking_backend": "server", "tracking_uri": "http://mlflow:5000"})
+    command = report_command(plan)
+    assert f"storage=sqlite storage.url=sqlite:///{tmp_path}/s.db" in command
+    assert command.endswith("tracking=server tracking.uri=http://mlflow:5000")
+
+
 def test_launcher_for_picks_by_name(sweep, tmp_path):
     plan = make_plan(sweep, tmp_path, wait=True, workers=3)
     slurm = launcher_for(plan)

@@ -35,6 +35,8 @@ from mspe_sweep.errors import UserError
 from mspe_sweep.schema import LauncherConfig
 from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV, worker_command
 from mspe_sweep.sweep.plan import Plan
+from mspe_sweep.sweep.storage import default_storage_url
+from mspe_sweep.text import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -221,12 +223,20 @@ def submit(plan: Plan, settings: SlurmSettings) -> tuple[str, Path]:
 
 
 def report_command(plan: Plan) -> str:
-    """The ``report`` command for this study (the storage URL comes as it came to ``run``)."""
+    """The ``report`` command for this study. A SQLite path and the tracking URI are spelled
+    out; a database server's URL, which holds a password, is left to ``$MSPE_STORAGE_URL``
+    as it came to ``run``."""
     path = plan.spec.path
     study = path.stem if path.resolve().parent == STUDIES_DIR.resolve() else str(path)
-    backend = "postgres" if plan.storage_url.startswith("postgresql") else "sqlite"
-    return (f"python -m mspe_sweep.report study={shlex.quote(study)} storage={backend} "
-            f"tracking={plan.tracking_backend}")
+    scheme = plan.storage_url.partition(":")[0].partition("+")[0]
+    backend = {"postgresql": "postgres", "grpc": "grpc"}.get(scheme, "sqlite")
+    words = [f"study={study}", f"storage={backend}"]
+    if backend == "sqlite" and plan.storage_url != default_storage_url(mspe_home()):
+        words.append(f"storage.url={plan.storage_url}")
+    words.append(f"tracking={plan.tracking_backend}")
+    if plan.tracking_uri and plan.tracking_backend != "none":
+        words.append(f"tracking.uri={mask_url(plan.tracking_uri)}")
+    return shlex.join(["python", "-m", "mspe_sweep.report", *words])
 
 
 class SlurmLauncher:
