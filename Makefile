@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 # a machine without CUDA and the CUDA build elsewhere (see README, "GPU").
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 MSPE_HOME ?= mspe_home
 
-.PHONY: setup run test test-fast ui clean
+.PHONY: setup run test test-fast bench bench-quick ui clean
 
 # molsets (MOSES) only provides dataset=zinc_moses's data file; its pinned dependencies
 # (pomegranate 0.12) do not build on Python 3.11 and the file needs none: --no-deps.
@@ -33,6 +34,13 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The benchmark suite: one table of ratios against peers (see README, "Performance").
+bench: setup
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
 
 # The MLflow UI on the local store (tracking=local) at http://127.0.0.1:5000.
 ui: setup
