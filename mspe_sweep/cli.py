@@ -7,7 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from mspe_sweep.config import group_options
-from mspe_sweep.errors import StorageUnavailableError, UserError
+from mspe_sweep.errors import StorageUnavailableError, UserError, WorkerFailed
 from mspe_sweep.text import mask_secrets
 from mspe_sweep.training import NonFiniteLossError
 
@@ -61,6 +61,9 @@ def run_command(body: Callable[[list[str]], object], usage: str, argv: Sequence[
     except StorageUnavailableError as exc:
         print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_STORAGE_UNAVAILABLE
+    except WorkerFailed as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return exc.code
     except NonFiniteLossError as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -20,3 +20,15 @@ class StorageUnavailableError(BaseException):
     down); the trial stays RUNNING and the next run retries it from its last checkpoint
     (see ``mspe_sweep/sweep/outage.py``).
     """
+
+
+class WorkerFailed(Exception):
+    """A launched worker process exited with a non-zero code after printing its own error.
+
+    The entry point exits with the worker's code and adds a plain note, not a second
+    ``error:`` line.
+    """
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"a worker exited with code {code}; its error is above")
+        self.code = code

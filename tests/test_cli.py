@@ -315,3 +315,17 @@ def test_run_cfg_job_prints_base_config_and_space_without_storage(capsys, mspe_h
     assert params["pe"] == "choice(none, lap, rwse, multiscale)"
     assert params["pe.rwse.steps"]["when"] == {"pe": ["rwse", "multiscale"]}
     assert not mspe_home.exists()
+
+
+def test_a_failed_worker_adds_a_note_not_a_second_error_line(capsys):
+    from mspe_sweep.cli import run_command
+    from mspe_sweep.errors import WorkerFailed
+
+    def body(args):
+        print("error: study stopped after 5 consecutive failed trials", file=sys.stderr)
+        raise WorkerFailed(2)
+
+    assert run_command(body, "usage", []) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("error:")] == [err[0]]
+    assert err[-1] == "stopped: a worker exited with code 2; its error is above"

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from mspe_sweep.cli import EXIT_STORAGE_UNAVAILABLE
 from mspe_sweep.config import mspe_home
-from mspe_sweep.errors import StorageUnavailableError, UserError
+from mspe_sweep.errors import StorageUnavailableError, WorkerFailed
 from mspe_sweep.sweep.launch import launcher_for
 from mspe_sweep.sweep.prepare import Sweep, prepare
 from mspe_sweep.sweep.records import StudyRecord
@@ -105,7 +105,7 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
                         "a worker gave up waiting for the study's database "
                         "(storage.outage_timeout); its messages are above")
                 if code:
-                    raise UserError(f"a worker exited with code {code}; its messages are above")
+                    raise WorkerFailed(code)
             status = "FINISHED"
         except StorageUnavailableError:
             database_down = True  # nothing can be read or published; the error says what to do

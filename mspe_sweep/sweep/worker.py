@@ -120,7 +120,9 @@ def recover_abandoned_trials(study: optuna.Study, max_retry: int, grace_period: 
     """Fail and retry the RUNNING trials no process runs any more (see ``is_abandoned``)."""
     recovered, records = 0, StudyRecord(study)
     for record in records.trials(TrialState.RUNNING):
-        settled = storage_settled(study._storage)  # after the read, which may ride an outage
+        # Read after get_trials, which may ride an outage. Study has no public accessor for
+        # its storage object (only the URL-based one of load_study), hence _storage.
+        settled = storage_settled(study._storage)
         if not is_abandoned(record.trial, grace_period, settled):
             continue
         try:
