@@ -23,7 +23,7 @@ from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import build_tracker, tracking_location
 
 USAGE = """\
-usage: python -m mspe_sweep.report study=<name> [storage=sqlite|postgres] [storage.url=URL]
+usage: python -m mspe_sweep.report study=<name> [storage=sqlite|postgres|grpc] [storage.url=URL]
                                    [tracking=local|server|none] [top=N]
 
 Prints the leaderboard of an existing study from its storage without running anything, and

@@ -166,8 +166,8 @@ class ProxyConfig:
     """Where `python -m mspe_sweep.storage_proxy` listens (its ``proxy.*`` keys)."""
 
     host: str = "127.0.0.1"  # no authentication, no TLS: a private interface at most
-    port: int = 13000
-    threads: int = 10  # calls served at once (Optuna's default)
+    port: int = rule(13000, ge=1, le=65535)
+    threads: int = rule(10, ge=1)  # calls served at once (Optuna's default)
 
 
 @dataclass

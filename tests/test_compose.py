@@ -5,7 +5,8 @@ The structural tests read the file as ``docker compose config`` resolves it when
 is installed (``docker compose`` plugin or a v2 ``docker-compose``), else as PyYAML reads it with
 compose's ``${VAR:-default}`` interpolation done here, so they run without Docker as well. The
 end-to-end test runs the ``mlflow`` and ``worker`` services' commands as subprocesses against
-the test PostgreSQL (``.ci/run`` starts one); no Docker engine is needed for any test.
+the test PostgreSQL (``.ci/run`` starts one), the worker's through the ``storage-proxy``
+service's command; no Docker engine is needed for any test.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +32,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 TINY_STUDY = Path(__file__).resolve().parent / "data" / "tiny_study.yaml"
-SERVICES = {"postgres", "mlflow", "worker", "dashboard"}
+SERVICES = {"postgres", "storage-proxy", "mlflow", "worker", "dashboard"}
+DATABASE_URL = "postgresql+psycopg://mspe:compose-test-pw@postgres:5432/mspe"
 VOLUMES = {"pgdata", "mlartifacts", "mspe-home"}
 # What a user's .env must provide; everything else has a default.
 TEST_ENV = {"POSTGRES_PASSWORD": "compose-test-pw"}
@@ -200,8 +203,9 @@ def test_compose_config_validates_and_interpolates(cli, tmp_path):
     assert set(resolved["services"]) == SERVICES
     worker = resolved["services"]["worker"]
     assert "study=zinc_quick" in command(worker)
-    assert worker["environment"]["MSPE_STORAGE_URL"] == (
-        "postgresql+psycopg://mspe:compose-test-pw@postgres:5432/mspe")
+    assert worker["environment"]["MSPE_STORAGE_URL"] == "grpc://storage-proxy:13000"
+    proxy = resolved["services"]["storage-proxy"]
+    assert proxy["environment"]["MSPE_STORAGE_URL"] == DATABASE_URL
 
 
 def test_compose_config_refuses_a_missing_password(cli, tmp_path):
@@ -239,7 +243,10 @@ def test_healthchecks_gate_the_start_order(model):
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     worker_deps = services["worker"]["depends_on"]
     assert {name: dep["condition"] for name, dep in worker_deps.items()} == {
-        "postgres": "service_healthy", "mlflow": "service_healthy"}
+        "storage-proxy": "service_healthy", "mlflow": "service_healthy"}
+    proxy = services["storage-proxy"]
+    assert proxy["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "13000" in " ".join(proxy["healthcheck"]["test"])
 
 
 def test_ports_are_bound_to_loopback_by_default(model):
@@ -252,15 +259,17 @@ def test_ports_are_bound_to_loopback_by_default(model):
 
 
 def test_ports_can_be_exposed_on_purpose(tmp_path):
-    exposed = load_compose(tmp_path, {"MLFLOW_BIND": "10.0.0.5", "MLFLOW_PORT": "5500"})
+    exposed = load_compose(tmp_path, {"MLFLOW_BIND": "10.0.0.5", "MLFLOW_PORT": "5500",
+                                      "STORAGE_PROXY_BIND": "10.0.0.5"})
     assert ports(exposed["services"]["mlflow"]) == [("10.0.0.5", "5500", "5000")]
+    assert ports(exposed["services"]["storage-proxy"]) == [("10.0.0.5", "13000", "13000")]
 
 
 def test_worker_runs_the_sweep_on_a_gpu(model):
     worker = model["services"]["worker"]
     argv = command(worker)
     assert argv[:3] == ["python", "-m", "mspe_sweep.run"]
-    assert {"study=zinc", "storage=postgres", "tracking=server"} <= set(argv)
+    assert {"study=zinc", "storage=grpc", "tracking=server"} <= set(argv)
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert len(devices) == 1
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
@@ -268,9 +277,25 @@ def test_worker_runs_the_sweep_on_a_gpu(model):
     env = worker["environment"]
     assert env["MSPE_HOME"] == "/data/mspe"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["MSPE_STORAGE_URL"].startswith(
-        "postgresql+psycopg://mspe:compose-test-pw@postgres:")
+    assert env["MSPE_STORAGE_URL"] == "grpc://storage-proxy:13000"
+    assert "compose-test-pw" not in json.dumps(worker)  # the proxy holds the password
     assert "container_name" not in worker  # a fixed name would break --scale
+
+
+def test_storage_proxy_stands_between_the_workers_and_postgres(model):
+    from mspe_sweep.storage_proxy import parse_args
+
+    proxy = model["services"]["storage-proxy"]
+    argv = command(proxy)
+    assert argv[:3] == ["python", "-m", "mspe_sweep.storage_proxy"]
+    settings, driver = parse_args(argv[3:])  # every key exists and is valid
+    assert driver.storage.backend == "postgres" and settings.host == "0.0.0.0"
+    worker_url = model["services"]["worker"]["environment"]["MSPE_STORAGE_URL"]
+    assert worker_url == f"grpc://storage-proxy:{settings.port}"
+    assert [target for _, _, target in ports(proxy)] == [str(settings.port)]
+    assert proxy["environment"]["MSPE_STORAGE_URL"] == DATABASE_URL  # not on the command line
+    assert "deploy" not in proxy  # no GPU
+    assert proxy["image"] == model["services"]["worker"]["image"]  # the same Optuna both ends
 
 
 def test_mlflow_server_serves_artifacts_with_security_middleware(model):
@@ -288,7 +313,8 @@ def test_mlflow_server_serves_artifacts_with_security_middleware(model):
     assert flag(argv, "--disable-security-middleware") is None
     assert flag(argv, "--backend-store-uri") is None  # from the environment: not in `ps`
     store = mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"]
-    optuna_db = model["services"]["worker"]["environment"]["MSPE_STORAGE_URL"].rsplit("/", 1)[1]
+    optuna_db = model["services"]["storage-proxy"]["environment"]["MSPE_STORAGE_URL"].rsplit(
+        "/", 1)[1]
     # Optuna and MLflow both keep an `alembic_version` table: they need separate databases.
     assert store.startswith("postgresql+psycopg://") and store.rsplit("/", 1)[1] != optuna_db
 
@@ -351,8 +377,6 @@ def test_env_example_documents_every_variable_without_secrets():
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -420,10 +444,40 @@ def compose_mlflow_server(model, pg_schemas, tmp_path):
             proc.wait()
 
 
+@pytest.fixture
+def compose_storage_proxy(model, pg_schemas, tmp_path):
+    """The storage-proxy service's command on a free loopback port, in front of the test
+    database; returns the address the worker uses instead of grpc://storage-proxy:13000."""
+    service = model["services"]["storage-proxy"]
+    port = _free_port()
+    argv = [arg for arg in command(service)[1:] if not arg.startswith("proxy.")]
+    argv += ["proxy.host=127.0.0.1", f"proxy.port={port}"]
+    env = {**os.environ, **service["environment"], "MSPE_STORAGE_URL": pg_schemas["optuna"]}
+    log_path = tmp_path / "storage-proxy.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, *argv], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"storage proxy did not start:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_compose_commands_run_a_study_outside_docker(model, compose_mlflow_server, pg_schemas,
-                                                     mspe_home, tmp_path):
+                                                     compose_storage_proxy, mspe_home, tmp_path):
     import optuna
     from mlflow.tracking import MlflowClient
 
@@ -443,7 +497,7 @@ def test_compose_commands_run_a_study_outside_docker(model, compose_mlflow_serve
             for arg in command(worker)[1:]]
     argv.append("study.n_trials=2")
     env = {**os.environ, **worker["environment"], "MSPE_HOME": str(mspe_home),
-           "MSPE_STORAGE_URL": pg_schemas["optuna"], "MLFLOW_TRACKING_URI": uri}
+           "MSPE_STORAGE_URL": compose_storage_proxy, "MLFLOW_TRACKING_URI": uri}
     done = subprocess.run([sys.executable, *argv], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=WORKER_TIMEOUT_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -7,8 +7,11 @@
   shutting down, too many connections, a deadlock or serialization failure (SQLSTATE classes
   08, 40, 53, 57, 58 and lock-not-available), SQLite's "database is locked" / busy, and any
   error SQLAlchemy flags as a disconnect. Optuna wraps them in ``StorageInternalError``; the
-  cause decides. Logic errors (``UpdateFinishedTrialError``, ``DuplicatedStudyError``,
-  integrity and data errors, unknown ids) pass straight through, on the first attempt.
+  cause decides. Through the storage proxy (``storage=grpc``): the proxy being unreachable
+  (gRPC ``UNAVAILABLE``: stopped, restarting); the proxy itself rides out its database's
+  outages, so meanwhile a worker's calls just wait for it. Logic errors
+  (``UpdateFinishedTrialError``, ``DuplicatedStudyError``, integrity and data errors, unknown
+  ids) pass straight through, on the first attempt.
 * One outage clock per process: the first transient failure starts it and logs ONE warning;
   the failed call, and every other call meanwhile, is retried with capped exponential backoff
   (0.5 s doubling to 5 s, jittered). Stale pooled connections are replaced by SQLAlchemy's
@@ -74,6 +77,8 @@ def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` from a storage call means "database unreachable or busy, try again"."""
     if isinstance(exc, StorageInternalError):
         exc = exc.__cause__
+    if _proxy_unavailable(exc):
+        return True
     if isinstance(exc, (sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)):
         return True  # a pre-ping that failed; no pooled connection free in time
     if not isinstance(exc, sqlalchemy.exc.DBAPIError):
@@ -81,6 +86,13 @@ def is_transient(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         return True
     return isinstance(exc, sqlalchemy.exc.OperationalError) and _transient_driver_error(exc.orig)
+
+
+def _proxy_unavailable(exc: BaseException | None) -> bool:
+    grpc = sys.modules.get("grpc")  # imported by storage=grpc; absent, no call can be gRPC's
+    return (grpc is not None and isinstance(exc, grpc.RpcError)
+            and callable(getattr(exc, "code", None))
+            and exc.code() == grpc.StatusCode.UNAVAILABLE)
 
 
 def _transient_driver_error(orig: BaseException | None) -> bool:
@@ -98,6 +110,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
         exc = exc.__cause__
     root = getattr(exc, "orig", None) or exc
+    if _proxy_unavailable(root):
+        return mask_secrets(one_line(root.details() or "UNAVAILABLE", limit=200))
     lines = [line for line in str(root).splitlines() if line.strip()]
     return mask_secrets(one_line(lines[0] if lines else type(root).__name__, limit=200))
 

@@ -5,6 +5,9 @@ machine: the file is switched to WAL journal mode (readers do not block the writ
 is persistent, so it is set once with ``sqlite3`` before SQLAlchemy opens the file) and every
 connection waits up to 60 s for a lock instead of failing with "database is locked".
 PostgreSQL serves many machines; ``postgresql://`` URLs use the psycopg 3 driver.
+``grpc://host:port`` (``storage=grpc``) reaches PostgreSQL through Optuna's gRPC storage proxy
+(``python -m mspe_sweep.storage_proxy``), for more workers than the database has connections:
+see ``mspe_sweep/sweep/grpc_storage.py`` for how heartbeats travel through it.
 
 Heartbeats: a running trial's worker records a heartbeat every ``heartbeat_interval`` s; a
 trial whose heartbeat is older than ``grace_period`` (Optuna's default: twice the interval)
@@ -35,7 +38,7 @@ from mspe_sweep.sweep.outage import tolerate_outages
 from mspe_sweep.text import mask_url, one_line
 
 VALID_SCHEMES = ("sqlite:///<path>", "postgresql://user:pw@host:port/db",
-                 "postgresql+psycopg://...")
+                 "postgresql+psycopg://...", "grpc://host:port (storage proxy)")
 _SQLITE_TIMEOUT_S = 60
 _SETUP_ATTEMPTS = 8
 _log = logging.getLogger(__name__)
@@ -122,7 +125,8 @@ def build_storage(
     """Opens (and if needed creates) an RDB study storage with heartbeat and stale-trial retry.
 
     Args:
-        url: ``sqlite:///...`` or ``postgresql[+psycopg]://...``.
+        url: ``sqlite:///...``, ``postgresql[+psycopg]://...`` or ``grpc://host:port`` (a
+            storage proxy; its storage is Optuna's client with heartbeats, not an RDBStorage).
         heartbeat_interval: Seconds between heartbeats of a running trial; ``None`` disables
             heartbeats (and with them the stale-trial retry).
         grace_period: Seconds without heartbeat before a trial counts as crashed; ``None``
@@ -132,7 +136,8 @@ def build_storage(
             ``None`` fails at once, as Optuna does.
 
     Returns:
-        The ``RDBStorage``; with ``outage_timeout``, behind an ``OutageTolerantStorage``.
+        The ``RDBStorage`` (for ``grpc://``, the proxy's client); with ``outage_timeout``,
+        behind an ``OutageTolerantStorage``.
 
     Raises:
         UserError: Unsupported scheme, unreachable server, wrong password, bad settings.
@@ -143,6 +148,17 @@ def build_storage(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < (0 if key == "max_retry" else 1)):
             raise UserError(f"storage.{key}: must be a positive integer or null, got {value!r}")
+    callback = None
+    if heartbeat_interval is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    if url.startswith("grpc:"):
+        from mspe_sweep.sweep.grpc_storage import open_proxy  # imports grpc: only when used
+
+        return tolerate_outages(open_proxy(url, heartbeat_interval=heartbeat_interval,
+                                           grace_period=grace_period, callback=callback),
+                                outage_timeout)
     url, backend = _normalize(url)
     if backend == "sqlite":
         engine_kwargs = _prepare_sqlite(url)
@@ -150,11 +166,6 @@ def build_storage(
         engine_kwargs = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4,
                          "connect_args": {"connect_timeout": 10}}
     _probe(url, engine_kwargs)
-    callback = None
-    if heartbeat_interval is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
     # Workers starting together on a fresh database race in CREATE TABLE (optuna#4621): the
     # loser sees "already exists"; after a short random pause the tables are there.
     for attempt in range(_SETUP_ATTEMPTS):

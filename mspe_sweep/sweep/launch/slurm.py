@@ -231,7 +231,8 @@ def report_command(plan: Plan) -> str:
     scheme = plan.storage_url.partition(":")[0].partition("+")[0]
     backend = {"postgresql": "postgres", "grpc": "grpc"}.get(scheme, "sqlite")
     words = [f"study={study}", f"storage={backend}"]
-    if backend == "sqlite" and plan.storage_url != default_storage_url(mspe_home()):
+    if (backend == "grpc"  # a proxy's address holds no password
+            or backend == "sqlite" and plan.storage_url != default_storage_url(mspe_home())):
         words.append(f"storage.url={plan.storage_url}")
     words.append(f"tracking={plan.tracking_backend}")
     if plan.tracking_uri and plan.tracking_backend != "none":
