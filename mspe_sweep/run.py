@@ -24,6 +24,7 @@ with the study's fixed overrides, your run overrides and the sampled params, and
 studies: {', '.join(sorted(p.stem for p in STUDIES_DIR.glob('*.yaml')))}
 driver keys:
   study.n_trials=N  study.timeout=SECONDS  study.seed=N  study.force=true
+  study.trial_timeout=SECONDS  study.epoch_timeout=SECONDS  (a hung trial is killed; FAIL)
   storage={'|'.join(group_options(DRIVER_GROUPS)['storage'])}  storage.url=URL (or $MSPE_STORAGE_URL)
   tracking={'|'.join(group_options(DRIVER_GROUPS)['tracking'])}  workers=N  trials_per_gpu=K
   launcher={'|'.join(group_options(['launcher'])['launcher'])}  launcher.workers=N  launcher.dry_run=true  \

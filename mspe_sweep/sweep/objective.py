@@ -22,6 +22,7 @@ from mspe_sweep.sweep.factories import derive_seed
 from mspe_sweep.sweep.records import RunningTrial
 from mspe_sweep.sweep.space import suggest, to_overrides
 from mspe_sweep.sweep.spec import StudySpec
+from mspe_sweep.sweep.watchdog import fail_reason, watched_training
 from mspe_sweep.tracking import DataRecord, Tracker, TrialRun
 from mspe_sweep.training import read_checkpoint
 
@@ -93,7 +94,7 @@ class Objective:
             run.finish("INTERRUPTED", reason="interrupted; retried on the next run")
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:1000]
+            reason = fail_reason(exc)[:1000]
             record.set_fail_reason(reason)
             run.finish("FAIL", reason=reason)
             raise
@@ -136,4 +137,7 @@ class Objective:
         # Logging and progress come before pruning, which may raise at the epoch's end.
         callbacks = [run.callback(),
                      EpochProgress(trial.number, self.spec.metric, cfg.training.epochs), pruning]
-        return train_from_config(cfg, run_dir, callbacks=callbacks, resume_from=resume_from)
+        # With study.trial_timeout / epoch_timeout: in a child process the worker can kill.
+        train = watched_training(self.spec.trial_timeout, self.spec.epoch_timeout)
+        return (train or train_from_config)(cfg, run_dir, callbacks=callbacks,
+                                            resume_from=resume_from)

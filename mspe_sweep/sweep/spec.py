@@ -57,6 +57,7 @@ MAX_NAME_LENGTH = MAX_INDEXED_STRING_LENGTH
 _DEFAULTS: dict[str, Any] = {
     "description": None, "timeout": None, "seed": 0, "sampler": "tpe", "pruner": "median",
     "fixed": [], "max_consecutive_failures": 5, "keep_checkpoints": 3,
+    "trial_timeout": None, "epoch_timeout": None,
 }
 _REQUIRED = ("name", "direction", "metric", "n_trials", "params")
 VALID_KEYS = tuple(sorted((*_REQUIRED, *_DEFAULTS)))
@@ -68,14 +69,21 @@ def _is_int(value: Any, minimum: int | None = None) -> bool:
     return ok and (minimum is None or value >= minimum)
 
 
+def _seconds_or_none(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value is None or (number and value > 0)
+
+
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": (lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MAX_NAME_LENGTH,
              f"a non-empty string of at most {MAX_NAME_LENGTH} characters (the storage's "
              "study-name column)"),
     "direction": (lambda v: v in DIRECTIONS, " or ".join(DIRECTIONS)),
     "n_trials": (lambda v: _is_int(v, 1), "an integer >= 1"),
-    "timeout": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                        and v > 0), "a number of seconds > 0, or null"),
+    "timeout": (_seconds_or_none, "a number of seconds > 0, or null"),
+    # Hang limits of one trial (see mspe_sweep/sweep/watchdog.py).
+    "trial_timeout": (_seconds_or_none, "a number of seconds > 0, or null"),
+    "epoch_timeout": (_seconds_or_none, "a number of seconds > 0, or null"),
     # Samplers take numpy seeds (0 <= seed < 2**32); each local worker adds its index.
     "seed": (lambda v: _is_int(v, 0) and v < 2**31, "an integer between 0 and 2**31 - 1"),
     "description": (lambda v: v is None or isinstance(v, str), "text"),
@@ -126,12 +134,14 @@ class StudySpec:
     description: str | None = None
     max_consecutive_failures: int = 5
     keep_checkpoints: int = 3
+    trial_timeout: float | None = None
+    epoch_timeout: float | None = None
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """What defines the meaning of the study's trial values (for the identity guard).
 
         Covers the search space (params, distributions, conditions), the ``fixed`` overrides,
-        metric and direction; not the budget, timeout, sampler or pruner, which a resumed
+        metric and direction; not the budget, timeouts, sampler or pruner, which a resumed
         study may change without invalidating its finished trials.
         """
         return {
@@ -388,7 +398,8 @@ def load_study(
         known_metrics: Metric names the objective can report (``val/mae``, ...).
         cli_overrides: Run overrides given on the command line; searched keys must not be set.
         cli_settings: Study keys given on the command line (``study.n_trials=5`` ->
-            ``{"n_trials": 5}``; ``n_trials``, ``timeout``, ``seed``): they replace the file's
+            ``{"n_trials": 5}``; ``n_trials``, ``timeout``, ``seed``, ``trial_timeout``,
+            ``epoch_timeout``): they replace the file's
             and are checked the same way.
 
     Returns:
@@ -436,4 +447,5 @@ def load_study(
         seed=data["seed"], sampler=sampler, pruner=pruner, description=data["description"],
         max_consecutive_failures=data["max_consecutive_failures"],
         keep_checkpoints=data["keep_checkpoints"],
+        trial_timeout=data["trial_timeout"], epoch_timeout=data["epoch_timeout"],
     )
