@@ -73,7 +73,7 @@ def parse_args(args: Sequence[str]) -> tuple[DictConfig, list[str]]:
         studies = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
         raise UserError(f"study=<name> is required (studies/: {studies})")
     check_rules(driver, DriverConfig)  # workers, storage.* and launcher.* ranges
-    check_launcher(driver.launcher, driver.trials_per_gpu)
+    check_launcher(driver.launcher)
     return driver, run_overrides
 
 
@@ -171,7 +171,7 @@ def prepare(args: Sequence[str]) -> Sweep | None:
     # A tracking URI the backend cannot use is a mistake too: found before the storage opens.
     tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
     if driver.launcher.dry_run:
-        print(dry_run(driver.launcher, spec.name), flush=True)
+        print(dry_run(driver.launcher, spec.name, driver.trials_per_gpu), flush=True)
         return None
     url, storage = open_storage(driver)
     tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())

@@ -129,9 +129,10 @@ def test_two_tasks_share_a_study_on_postgres(slurm, sweep, tmp_path, postgres_ur
     # may be a common word (CI's is in its temp directories' names).
     secret = f":{make_url(postgres_url).password}@"
     try:
+        # Two tasks of two workers each (trials_per_gpu=2: they share a task's GPUs).
         code, output = run_driver([f"study={path}", "storage=postgres", "tracking=none",
                                    "launcher=slurm", "launcher.workers=2", "launcher.wait=true",
-                                   "study.n_trials=4"], home, postgres_url)
+                                   "trials_per_gpu=2", "study.n_trials=4"], home, postgres_url)
         study = optuna.load_study(study_name=name, storage=postgres_url)
         job_id = job_id_of(output)
         logs = task_logs(home, name, job_id)
@@ -146,11 +147,12 @@ def test_two_tasks_share_a_study_on_postgres(slurm, sweep, tmp_path, postgres_ur
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len(finished) == len(trials)  # nothing failed, nothing left running
-        assert 4 <= len(finished) <= 5  # the budget; at most workers - 1 over it
+        assert 4 <= len(finished) <= 7  # the budget; at most workers - 1 over it
         assert sorted(logs) == [f"{job_id}_0", f"{job_id}_1"]
         assert all(ran.values()), ran  # both tasks ran trials ...
         assert sorted(sum(ran.values(), [])) == [t.number for t in trials]  # ... once each
-        assert len({t.system_attrs["owner"].rsplit(":", 1)[0] for t in trials}) == 2
+        assert len({t.system_attrs["owner"].rsplit(":", 1)[0] for t in trials}) >= 2
+        assert all("2 worker(s)" in log for log in logs.values()), logs
 
         script = (home / "runs" / name / "slurm" / "array.sbatch").read_text()
         for where, text in [("batch script", script), ("task logs", "".join(logs.values())),

@@ -151,13 +151,13 @@ def test_bad_launcher_setting_fails_before_the_storage_is_opened(sweep, tmp_path
     assert not (mspe_home / "optuna.db").exists()
 
 
-def test_trials_per_gpu_is_refused_with_slurm(sweep, tmp_path, capsys, mspe_home):
+def test_trials_per_gpu_packs_workers_into_each_task(sweep, tmp_path, capsys, mspe_home):
     result = sweep.run_cli(capsys, run_args(sweep, tmp_path, "launcher=slurm",
-                                            "trials_per_gpu=2", "launcher.dry_run=true"))
-    assert result.code == 2
-    assert result.error_lines == ["error: trials_per_gpu=2: launcher=slurm runs one worker per "
-                                  "array task (one trial per task's GPUs); use more tasks"]
-    assert result.out == ""
+                                            "trials_per_gpu=3", "launcher.dry_run=true"))
+    assert result.code == 0, result.err
+    assert "per_task=3" in result.out
+    # Each worker of the array gets its own index: task * per_task + slot.
+    assert (f'{INDEX_ENV}=$(( SLURM_ARRAY_TASK_ID * per_task + slot ))' in result.out)
 
 
 def test_dry_run_prints_the_script_and_opens_nothing(sweep, tmp_path, capsys, mspe_home):

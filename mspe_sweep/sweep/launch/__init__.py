@@ -65,25 +65,22 @@ def launcher_for(plan: Plan) -> Launcher:
     return LocalLauncher()
 
 
-def check_launcher(launcher: Mapping[str, Any], trials_per_gpu: int = 1) -> None:
+def check_launcher(launcher: Mapping[str, Any]) -> None:
     """Raise ``UserError`` for ``launcher.*`` settings that cannot work (before any work)."""
-    from mspe_sweep.errors import UserError
     from mspe_sweep.sweep.launch.slurm import SlurmSettings, check_local
 
     if launcher["name"] == "slurm":
         SlurmSettings.from_config(launcher)
-        if trials_per_gpu > 1:
-            raise UserError(f"trials_per_gpu={trials_per_gpu}: launcher=slurm runs one worker "
-                            "per array task (one trial per task's GPUs); use more tasks")
     else:
         check_local(launcher)
 
 
-def dry_run(launcher: Mapping[str, Any], study_name: str) -> str:
+def dry_run(launcher: Mapping[str, Any], study_name: str, trials_per_gpu: int = 1) -> str:
     """What ``launcher.dry_run=true`` prints: the batch script, or the local worker command."""
     from mspe_sweep.sweep.launch.slurm import SlurmSettings, batch_script
 
     if launcher["name"] == "slurm":
-        return batch_script(SlurmSettings.from_config(launcher), study_name)
+        return batch_script(SlurmSettings.from_config(launcher), study_name,
+                            per_task=trials_per_gpu)
     return (f"# {launcher['workers']} worker process(es), the plan in ${PLAN_ENV}:\n"
             f"{shlex.join(worker_command())}")

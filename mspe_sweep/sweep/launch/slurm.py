@@ -136,22 +136,31 @@ def sbatch_options(settings: SlurmSettings, study_name: str) -> list[str]:
 # interruptible where a foreground command is not).
 WORKER_BLOCK = """\
 export MSPE_HOME={home}
-export {index_env}="$SLURM_ARRAY_TASK_ID"
-export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}"
+per_task={per_task}   # trials_per_gpu: workers sharing this task's GPUs
+threads=$(( ${{SLURM_CPUS_PER_TASK:-1}} / per_task ))
+export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
 echo "mspe: task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} (job $SLURM_JOB_ID," \\
-  "restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname)"
+  "restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname), $per_task worker(s)"
 
-# The plan, with the storage password, comes in the environment (${plan_env}).
-{command} &
-worker=$!
+# The plan, with the storage password, comes in the environment (${plan_env}); each worker
+# of the array has its own index (its sampler seed).
+workers=()
+for slot in $(seq 0 $(( per_task - 1 ))); do
+  {index_env}=$(( SLURM_ARRAY_TASK_ID * per_task + slot )) {command} &
+  workers+=($!)
+done
 requeue=0
-# USR1: warned before the time limit or preempted. The worker checkpoints, queues its
+# USR1: warned before the time limit or preempted. Each worker checkpoints, queues its
 # trial for a resumed retry and exits ({interrupted}); then this task goes back to the queue.
-trap 'requeue=1; kill -TERM "$worker" 2>/dev/null' USR1
-while :; do
-  wait "$worker"
-  code=$?
-  kill -0 "$worker" 2>/dev/null || break
+trap 'requeue=1; kill -TERM "${{workers[@]}}" 2>/dev/null' USR1
+code=0
+for worker in "${{workers[@]}}"; do
+  while :; do
+    wait "$worker"
+    status=$?
+    kill -0 "$worker" 2>/dev/null || break
+  done
+  if [ "$code" = 0 ]; then code=$status; fi   # the first failure's code
 done
 if [ "$requeue" = 1 ] && [ "$code" = {interrupted} ]; then
   echo "mspe: requeueing task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
@@ -162,13 +171,15 @@ exit "$code"
 
 
 def batch_script(settings: SlurmSettings, study_name: str,
-                 command: Sequence[str] | None = None) -> str:
-    """The job array's batch script: ``#SBATCH`` options, the setup block, the worker.
+                 command: Sequence[str] | None = None, per_task: int = 1) -> str:
+    """The job array's batch script: ``#SBATCH`` options, the setup block, the workers.
 
     Args:
         settings: The launcher settings.
         study_name: The study (job name and log directory).
         command: The worker's command line (default: :func:`worker_command`).
+        per_task: Workers per array task (``trials_per_gpu``): they share the task's GPUs
+            and CPUs, as Ray Tune's fractional GPUs do.
     """
     lines = ["#!/bin/bash",
              f"# mspe-sweep: the workers of study {study_name!r}, one per array task.",
@@ -177,7 +188,8 @@ def batch_script(settings: SlurmSettings, study_name: str,
         lines += ["# launcher.setup", settings.setup.rstrip(), ""]
     body = WORKER_BLOCK.format(
         home=shlex.quote(str(mspe_home())), index_env=INDEX_ENV, plan_env=PLAN_ENV,
-        command=shlex.join(command or worker_command()), interrupted=EXIT_INTERRUPTED)
+        command=shlex.join(command or worker_command()), interrupted=EXIT_INTERRUPTED,
+        per_task=per_task)
     return "\n".join(lines) + "\n" + body
 
 
@@ -212,7 +224,7 @@ def submit(plan: Plan, settings: SlurmSettings) -> tuple[str, Path]:
     logs = log_dir(settings, plan.spec.name)
     logs.mkdir(parents=True, exist_ok=True)  # SLURM does not create a log's directory
     script = logs / "array.sbatch"
-    script.write_text(batch_script(settings, plan.spec.name))
+    script.write_text(batch_script(settings, plan.spec.name, per_task=plan.trials_per_gpu))
     done = subprocess.run(sbatch_command(script), env=submit_env(plan), capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
