@@ -259,7 +259,9 @@ def test_two_workers_finish_a_study_through_the_proxy(sweep, pg_proxy, tmp_path)
     assert code == 0, output
     assert f"storage:  {grpc_url}" in output
     trials = sweep.load_study(name, database).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    # The budget, overshot by at most workers - 1 (each worker checks it before a trial).
+    assert 4 <= len(trials) <= 5
+    assert all(t.state == TrialState.COMPLETE for t in trials), trials
     owners = {t.system_attrs["owner"].split(":")[1] for t in trials}
     assert len(owners) == 2, owners  # both workers ran trials
     assert all(HEARTBEAT_ATTR in t.system_attrs for t in trials)
