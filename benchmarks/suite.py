@@ -211,20 +211,29 @@ class ModelBench:
 
 
 class LoaderBench:
-    """What share of a training step collating the batch takes (the PyG DataLoader)."""
+    """Batch collation: what share of a training step it takes, and ours against PyG's."""
 
     def __init__(self, s: Settings, model: ModelBench) -> None:
-        self.s, self.model = s, model
-        self.row = Row("data loading share of a train step", "model step", "ms/batch",
-                       "share")
+        from torch_geometric.loader import DataLoader
 
-    def _load(self) -> float:
+        self.s, self.model = s, model
+        run = model.run
+        self.pyg = DataLoader(run.dataset.get_splits()[0], batch_size=run.cfg.training.batch_size,
+                              shuffle=True)
+        self.rows = {
+            "share": Row("data loading share of a train step", "model step", "ms/batch",
+                         "share", note=type(run.train_loader).__name__),
+            "collate": Row("batch collation, ZINC batches", "PyG DataLoader", "ms/batch",
+                           "speedup", note=f"ours: {type(run.train_loader).__name__}"),
+        }
+
+    def _load(self, loader) -> float:
         import itertools
 
         start = time.perf_counter()
-        for _ in itertools.islice(self.model.run.train_loader, self.s.batches):
+        for _ in itertools.islice(loader, self.s.batches):
             pass
-        return (time.perf_counter() - start) / self.s.batches
+        return (time.perf_counter() - start) / self.s.batches * 1000
 
     def _step(self) -> float:
         from benchmarks.epoch_time import synchronize
@@ -232,14 +241,15 @@ class LoaderBench:
         start = time.perf_counter()
         self.model.run.trainer.train_epoch(self.model.batches)
         synchronize(self.model.run.trainer.device)
-        return (time.perf_counter() - start) / len(self.model.batches)
+        return (time.perf_counter() - start) / len(self.model.batches) * 1000
 
     def measure(self, rnd: int) -> None:
-        if rnd % 2:
-            step, load = self._step(), self._load()
-        else:
-            load, step = self._load(), self._step()
-        self.row.add(load * 1000, step * 1000)
+        jobs = {"ours": lambda: self._load(self.model.run.train_loader), "step": self._step,
+                "pyg": lambda: self._load(self.pyg)}
+        order = list(jobs) if rnd % 2 == 0 else list(jobs)[::-1]
+        got = {key: jobs[key]() for key in order}
+        self.rows["share"].add(got["ours"], got["step"])
+        self.rows["collate"].add(got["ours"], got["pyg"])
 
 
 class PEBench:
@@ -320,7 +330,8 @@ class StudyBench:
     its storage and MLflow databases exist, data and PE are cached) gives the time from its
     second trial's start to its third's (everything a trial costs, between-trial work
     included) and the time from process start to its first epoch. Peers: a bare
-    ``train_from_config`` of the same overrides in this process, and a process that only
+    ``train_from_config`` of the same overrides in a process of its own (``benchmarks._bare``,
+    also warm: it has run once before), and a process that only
     imports torch and torch_geometric.
     """
 
@@ -341,9 +352,14 @@ class StudyBench:
                            note="target <= 4 s"),
         }
         self.home.mkdir(parents=True, exist_ok=True)
-        self._bare()  # warm caches (data, PE), imports and allocator in this process
-        if not s.smoke:
-            self._study("bench_warmup")  # creates the databases, warms the page cache
+        env = {**os.environ, "MSPE_HOME": str(self.home)}
+        self.bare = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._bare", *self.overrides], cwd=REPO_ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if self.bare.stdout.readline().strip() != "ready":  # after a warm-up run
+            raise RuntimeError("benchmarks._bare did not start; run it by hand to see why")
+        if not s.smoke and not (self.home / "mlflow.db").exists():  # a first study makes them
+            self._study(f"bench_{os.getpid()}_warmup")
 
     def _study_file(self, name: str) -> Path:
         fixed = ", ".join(self.overrides[:-1])
@@ -376,17 +392,14 @@ class StudyBench:
         return per_trial, first_epoch
 
     def _bare(self) -> float:
-        from mspe_sweep.config import compose_run_config
-        from mspe_sweep.pipeline import train_from_config
+        self.bare.stdin.write("run\n")
+        self.bare.stdin.flush()
+        return float(self.bare.stdout.readline())
 
-        cfg = compose_run_config(list(self.overrides))
-        run_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=self.home))
-        try:
-            start = time.perf_counter()
-            train_from_config(cfg, run_dir)
-            return time.perf_counter() - start
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    def close(self) -> None:
+        self.bare.stdin.close()
+        self.bare.wait()
+        self.bare.stdout.close()
 
     def _imports(self) -> float:
         start = time.time()
@@ -418,7 +431,7 @@ def make_benches(s: Settings, only: set[str]) -> tuple[list, list[Row]]:
         if "loading" in only:
             loader = LoaderBench(s, model)
             benches.append(loader)
-            rows.append(loader.row)
+            rows += list(loader.rows.values())
     if "pe" in only:
         pe = PEBench(s)
         benches.append(pe)
@@ -508,14 +521,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     benches, rows = make_benches(s, only)
     print(f"set up in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    for rnd in range(s.rounds):
-        spent = []
+    try:
+        for rnd in range(s.rounds):
+            spent = []
+            for bench in benches:
+                start = time.perf_counter()
+                bench.measure(rnd)
+                spent.append(f"{type(bench).__name__} {time.perf_counter() - start:.0f} s")
+            print(f"round {rnd + 1}/{s.rounds} done ({time.perf_counter() - started:.0f} s: "
+                  f"{', '.join(spent)})", file=sys.stderr, flush=True)
+    finally:
         for bench in benches:
-            start = time.perf_counter()
-            bench.measure(rnd)
-            spent.append(f"{type(bench).__name__} {time.perf_counter() - start:.0f} s")
-        print(f"round {rnd + 1}/{s.rounds} done ({time.perf_counter() - started:.0f} s: "
-              f"{', '.join(spent)})", file=sys.stderr, flush=True)
+            getattr(bench, "close", lambda: None)()
     print(header(s, mode_name))
     print()
     print(table(rows))

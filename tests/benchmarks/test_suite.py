@@ -41,7 +41,8 @@ def test_row_ratios_and_targets():
 def test_smoke_round_of_every_benchmark(capsys):
     assert suite.main(["--smoke"]) == 0
     out = capsys.readouterr().out
-    for name in ("train graphs/s", "eval graphs/s", "data loading share", "PE LapPE8+RWSE20",
+    for name in ("train graphs/s", "eval graphs/s", "data loading share", "batch collation",
+                 "PE LapPE8+RWSE20",
                  "PE heat kernel", "PE multiscale", "PE cache hit", "per-trial cost",
                  "study start-up to first epoch"):
         line = next(line for line in out.splitlines() if line.startswith(f"| {name}"))
