@@ -91,8 +91,10 @@ def build_dataset(cfg: DictConfig, with_pe: bool = True):
 
 def build_loaders(cfg: DictConfig, dataset) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train (shuffled), val and test loaders."""
-    train, val, test = dataset.get_splits()
     t = cfg.training
+    if t.num_workers == 0:  # the same batches, vectorized, on the run's device (see batching)
+        return dataset.loaders(t.batch_size, device=resolve_device(cfg.device))
+    train, val, test = dataset.get_splits()
     common = {"batch_size": t.batch_size, "num_workers": t.num_workers}
     return (DataLoader(train, shuffle=True, **common), DataLoader(val, **common),
             DataLoader(test, **common))
@@ -119,7 +121,7 @@ def build_trainer(cfg: DictConfig, model, steps_per_epoch: int, *, run_dir: Path
     t = cfg.training
     try:
         optimizer = get_optimizer(model, optimizer_type=t.optimizer.type, lr=t.optimizer.lr,
-                                  weight_decay=t.optimizer.weight_decay)
+                                  weight_decay=t.optimizer.weight_decay, fused=True)
         scheduler = get_scheduler(
             optimizer, scheduler_type=t.scheduler.type, total_epochs=t.epochs,
             warmup_epochs=t.scheduler.warmup_epochs, min_lr=t.scheduler.min_lr,

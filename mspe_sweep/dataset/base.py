@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from mspe_sweep.dataset.batching import TableLoader
 from mspe_sweep.dataset.encodings import PESpec
 from mspe_sweep.dataset.graphs import GraphTable, graph_stats
 
@@ -89,6 +91,14 @@ class GraphDataset:
             train, val, test = (self.tables[s].to_data_list(self.pe[s]) for s in SPLITS)
             self._data_lists = (train, val, test)
         return self._data_lists
+
+    def loaders(self, batch_size: int, device: torch.device | str | None = None
+                ) -> tuple[TableLoader, TableLoader, TableLoader]:
+        """Train (shuffled), val and test batches built from the flat tensors (see
+        ``batching``): the batches PyG's ``DataLoader`` makes of :meth:`get_splits`, without
+        building a ``Data`` per graph; on ``device`` when given."""
+        return tuple(TableLoader(self.tables[s], self.pe[s], batch_size=batch_size,
+                                 shuffle=s == "train", device=device) for s in SPLITS)
 
     def describe(self) -> str:
         """A multi-line summary: source, fingerprint, split sizes, features and PE."""

@@ -101,7 +101,8 @@ def _converted(smiles: Iterable[str], workers: int, chunk: int = 500) -> Iterato
         finally:
             RDLogger.EnableLog("rdApp.*")
         return
-    chunks = iter(lambda it=iter(smiles): list(itertools.islice(it, chunk)), [])
+    rows = iter(smiles)
+    chunks = iter(lambda: list(itertools.islice(rows, chunk)), [])
     # fork (where there is one): spawn would re-run an unguarded main script in every worker.
     # The children only run RDKit and plain Python (no torch, no OpenMP, no logging), which
     # is what makes forking a process with threads safe here.

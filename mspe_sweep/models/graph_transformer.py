@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_mean_pool
 from torch_geometric.nn.inits import reset
 
-from mspe_sweep.models.layers import NORMS, GPSLayer
+from mspe_sweep.models.layers import NORMS, DenseLayout, GPSLayer
 from mspe_sweep.models.node_encoder import NodeEncoder, graph_index
 
 POOLINGS = ("sum", "mean")
@@ -143,8 +143,9 @@ class GraphTransformer(nn.Module):
         graph, num_graphs = graph_index(batch)  # [N], B
         x = self.node_encoder(batch)  # [N, C]
         edge_attr = self.edge_encoder(self._edge_ids(batch))  # [E, C]
+        layout = DenseLayout.from_batch(graph, num_graphs) if self.use_attention else None
         for layer in self.layers:
-            x = layer(x, batch.edge_index, edge_attr, graph)  # [N, C]
+            x = layer(x, batch.edge_index, edge_attr, graph, layout)  # [N, C]
         pool = global_add_pool if self.pooling == "sum" else global_mean_pool
         return self.head(pool(x, graph, size=num_graphs))  # [B, num_classes]
 

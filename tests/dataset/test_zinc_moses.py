@@ -13,7 +13,6 @@ from mspe_sweep.dataset.zinc_rdkit import build_graphs
 from mspe_sweep.errors import UserError
 
 
-
 def test_real_file_small_sizes_cached_and_fingerprinted(tmp_path):
     before = set(sys.modules)
     ds = get_dataset("zinc_moses", root=tmp_path, train_size=40, val_size=10, test_size=10)

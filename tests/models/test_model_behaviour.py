@@ -109,18 +109,26 @@ def test_every_parameter_gets_a_gradient(make_batch, full_pe):
             assert p.grad.abs().sum() > 0, f"{name} has a zero gradient ({lap_encoder})"
 
 
-def test_attention_runs_through_scaled_dot_product_attention(make_batch, monkeypatch):
-    calls = []
-    sdpa = F.scaled_dot_product_attention
+def test_attention_runs_on_the_padded_layout_made_once_per_forward(make_batch, monkeypatch):
+    from mspe_sweep.models import layers
 
-    def counting_sdpa(*args, **kwargs):
-        calls.append(args[0].shape)  # query: [B, heads, Lmax, head_dim]
-        return sdpa(*args, **kwargs)
+    calls, layouts = [], []
+    baddbmm, from_batch = torch.baddbmm, layers.DenseLayout.from_batch
 
-    monkeypatch.setattr(F, "scaled_dot_product_attention", counting_sdpa)
+    def counting_baddbmm(bias, q, k, **kwargs):
+        calls.append(q.shape)  # query: [heads * B, Lmax, head_dim]
+        return baddbmm(bias, q, k, **kwargs)
+
+    def counting_layout(*args):
+        layouts.append(1)
+        return from_batch(*args)
+
+    monkeypatch.setattr(torch, "baddbmm", counting_baddbmm)
+    monkeypatch.setattr(layers.DenseLayout, "from_batch", counting_layout)
     model = get_model("graph_transformer", 28, 1, 32, 3, heads=4)
     model(make_batch())
-    assert calls == [torch.Size([3, 4, 5, 8])] * 3  # 3 graphs, 4 heads, 5 nodes max, 32/4
+    assert calls == [torch.Size([4 * 3, 5, 8])] * 3  # 4 heads x 3 graphs, 5 nodes max, 32/4
+    assert layouts == [1]
 
 
 def test_runs_under_bf16_autocast_on_cpu(make_batch, full_pe):
