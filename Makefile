@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 MSPE_HOME ?= mspe_home
 
-.PHONY: setup run test test-fast bench bench-quick ui clean
+.PHONY: setup run test test-fast bench bench-quick gpu-check ui clean
 
 # molsets (MOSES) only provides dataset=zinc_moses's data file; its pinned dependencies
 # (pomegranate 0.12) do not build on Python 3.11 and the file needs none: --no-deps.
@@ -41,6 +41,10 @@ bench: setup
 
 bench-quick: setup
 	$(PY) -m benchmarks --quick
+
+# GPU readiness (tests marked gpu, then s/epoch, memory, packing): under 8 minutes on an H200.
+gpu-check: setup
+	PY=$(PY) bash benchmarks/gpu_check.sh
 
 # The MLflow UI on the local store (tracking=local) at http://127.0.0.1:5000.
 ui: setup

@@ -94,8 +94,9 @@ def main() -> None:
     print(f"{'preset':<12} {'dims':<30} {'vectorized s':>12} {'our loop s':>10} {'ratio':>7}")
     for name in args.presets:
         spec = PESpec.from_config(PRESETS[name])
-        fast = sum(timed(lambda t=t: compute_pe(t, spec)) for t in tables)
-        naive = scale * sum(timed(lambda t=t: compute_pe_naive(t, spec)) for t in naive_tables)
+        fast = sum(timed(lambda t=t, s=spec: compute_pe(t, s)) for t in tables)
+        naive = scale * sum(timed(lambda t=t, s=spec: compute_pe_naive(t, s))
+                            for t in naive_tables)
         mark = "" if naive_graphs == total else "*"
         print(f"{name:<12} {str(spec.dims):<30} {fast:>12.2f} {naive:>9.1f}{mark} "
               f"{naive / fast:>6.0f}x")

@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -281,11 +280,14 @@ class PEBench:
 
         for key, _, _ in self.CASES:
             spec = PESpec.from_config(PRESETS[key])
-            ours_fn = lambda: compute_pe(self.table, spec)  # noqa: E731
-            if key == "lap8+rwse20":
-                peer_fn = lambda: pyg_pe_per_graph(self.sample)  # noqa: E731
-            else:
-                peer_fn = lambda: compute_pe_naive(self.sample, spec)  # noqa: E731
+            def ours_fn(spec=spec):
+                return compute_pe(self.table, spec)
+
+            def peer_fn(spec=spec, key=key):
+                if key == "lap8+rwse20":
+                    return pyg_pe_per_graph(self.sample)
+                return compute_pe_naive(self.sample, spec)
+
             if rnd % 2:
                 peer, ours = timed(peer_fn), timed(ours_fn)
             else:
@@ -381,7 +383,8 @@ class StudyBench:
                f"study={self._study_file(name)}", f"storage.url={storage}",
                "tracking=none" if self.s.smoke else "tracking=local"]
         start = time.time()
-        done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
         first_epoch = float(mark.read_text()) - start
