@@ -78,19 +78,24 @@ class Row:
         if not self.ours:
             return [self.name, "-", self.peer, "-", "", "", self.note or "not measured"]
         ours, theirs = statistics.median(self.ours), statistics.median(self.theirs)
+        notes = [self.note] if self.note else []
+        ratios = self.ratios()
         if self.kind == "share":
             ratio = f"{self.ratio:.0%} of a step"
             target = f"<= {self.target:.0%}" if self.target is not None else ""
+            spread = f"{min(ratios):.0%}-{max(ratios):.0%}"
         else:
             word = "x faster" if self.kind == "speedup" else "x the peer"
             ratio = f"{self.ratio:.2f}{word}"
             sign = ">=" if self.kind == "speedup" else "<="
             target = f"{sign} {self.target:g}x" if self.target is not None else ""
-        spread = f"{min(self.ratios()):.2f}-{max(self.ratios()):.2f}" if self.kind != "share" \
-            else f"{min(self.ratios()):.0%}-{max(self.ratios()):.0%}"
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        if self.kind == "cost":  # what the ratio means in absolute terms
+            extra = statistics.median(o - t for o, t in zip(self.ours, self.theirs))
+            notes.insert(0, f"{extra:+.2f} {self.unit} each")
         return [self.name, f"{fmt(ours)} {self.unit}",
                 f"{self.peer}: {fmt(theirs)} {self.unit}", ratio, target, self.met(),
-                f"rounds {spread}" + (f"; {self.note}" if self.note else "")]
+                "; ".join([f"rounds {spread}", *notes])]
 
 
 def fmt(value: float) -> str:
@@ -116,9 +121,9 @@ class Settings:
     scale: bool = False
 
 
-QUICK_TRIAL = ("dataset=zinc_rdkit", "dataset.train_size=600", "dataset.val_size=200",
+QUICK_TRIAL = ("dataset=zinc_rdkit", "dataset.train_size=500", "dataset.val_size=200",
                "dataset.test_size=200", "model.hidden_dim=32", "model.num_layers=2",
-               "training.epochs=3", "training.batch_size=64", "pe=rwse",
+               "training.epochs=2", "training.batch_size=64", "pe=rwse",
                "training.scheduler.warmup_epochs=1")
 # zinc_quick's trials: 1,500 graphs, GPS 2x32, 6 epochs.
 FULL_TRIAL = ("dataset=zinc_rdkit", "dataset.train_size=1500", "dataset.val_size=300",
@@ -136,7 +141,7 @@ def settings(args) -> Settings:
         return Settings(rounds=1, batches=2, chunk=1, pe_graphs=40, pe_loop_graphs=8,
                         trial_overrides=SMOKE_TRIAL, model_overrides=SMOKE_MODEL, smoke=True)
     if args.quick:
-        base = Settings(rounds=3, batches=24, chunk=4, pe_graphs=12_000, pe_loop_graphs=200,
+        base = Settings(rounds=3, batches=16, chunk=4, pe_graphs=12_000, pe_loop_graphs=150,
                         trial_overrides=QUICK_TRIAL)
     else:
         base = Settings(rounds=5, batches=60, chunk=4, pe_graphs=12_000, pe_loop_graphs=1_000,
@@ -274,6 +279,8 @@ class PEBench:
         pyg_pe_per_graph(self.sample.head(2))  # imports and first-call costs, untimed
 
     def measure(self, rnd: int) -> None:
+        from threadpoolctl import threadpool_limits
+
         from benchmarks.pe_speed import PRESETS, pyg_pe_per_graph, timed
         from mspe_sweep.dataset.encodings import PESpec
         from mspe_sweep.dataset.pe_batch import compute_pe, compute_pe_naive
@@ -288,10 +295,13 @@ class PEBench:
                     return pyg_pe_per_graph(self.sample)
                 return compute_pe_naive(self.sample, spec)
 
-            if rnd % 2:
-                peer, ours = timed(peer_fn), timed(ours_fn)
-            else:
-                ours, peer = timed(ours_fn), timed(peer_fn)
+            # One BLAS thread for the loops, as inside compute_pe: tiny matrices, and spinning
+            # BLAS threads make a busy machine's timings of them swing several-fold.
+            with threadpool_limits(limits=1):
+                if rnd % 2:
+                    peer, ours = timed(peer_fn), timed(ours_fn)
+                else:
+                    ours, peer = timed(ours_fn), timed(peer_fn)
             self.rows[key].add(ours, peer * self.scale)
 
 
@@ -331,7 +341,8 @@ class StudyBench:
     Per round one ``python -m mspe_sweep.run`` of a fresh 3-trial study (a warm ``MSPE_HOME``:
     its storage and MLflow databases exist, data and PE are cached) gives the time from its
     second trial's start to its third's (everything a trial costs, between-trial work
-    included) and the time from process start to its first epoch. Peers: a bare
+    included; the process is stopped as the third trial starts training) and the time from
+    process start to its first epoch. Peers: a bare
     ``train_from_config`` of the same overrides in a process of its own (``benchmarks._bare``,
     also warm: it has run once before), and a process that only
     imports torch and torch_geometric.
@@ -358,10 +369,13 @@ class StudyBench:
         self.bare = subprocess.Popen(
             [sys.executable, "-m", "benchmarks._bare", *self.overrides], cwd=REPO_ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def wait_ready(self) -> None:
+        """Waits for the bare-run process's warm-up (it runs while the other benches set up)."""
         if self.bare.stdout.readline().strip() != "ready":  # after a warm-up run
             raise RuntimeError("benchmarks._bare did not start; run it by hand to see why")
-        if not s.smoke and not (self.home / "mlflow.db").exists():  # a first study makes them
-            self._study(f"bench_{os.getpid()}_warmup")
+        if not self.s.smoke and not (self.home / "mlflow.db").exists():  # a first study
+            self._study(f"bench_{os.getpid()}_warmup")  # makes the databases
 
     def _study_file(self, name: str) -> Path:
         fixed = ", ".join(self.overrides[:-1])
@@ -378,7 +392,8 @@ class StudyBench:
         mark = self.home / f"{name}.mark"
         mark.unlink(missing_ok=True)
         storage = f"sqlite:///{self.home / 'optuna.db'}"
-        env = {**os.environ, "MSPE_HOME": str(self.home), "MSPE_BENCH_MARK": str(mark)}
+        env = {**os.environ, "MSPE_HOME": str(self.home), "MSPE_BENCH_MARK": str(mark),
+               "MSPE_BENCH_EXIT_AT_FIT": str(self.TRIALS)}  # stop as the last trial starts
         cmd = [sys.executable, "-m", "benchmarks._first_epoch", "mspe_sweep.run",
                f"study={self._study_file(name)}", f"storage.url={storage}",
                "tracking=none" if self.s.smoke else "tracking=local"]
@@ -427,6 +442,7 @@ BENCHES = ("train", "eval", "loading", "pe", "cache", "trial", "startup")
 def make_benches(s: Settings, only: set[str]) -> tuple[list, list[Row]]:
     """The benchmark objects to run (in round order) and the rows they fill (table order)."""
     benches, rows = [], []
+    study = StudyBench(s) if only & {"trial", "startup"} else None  # starts its processes
     if only & {"train", "eval", "loading"}:
         model = ModelBench(s)
         benches.append(model)
@@ -443,8 +459,8 @@ def make_benches(s: Settings, only: set[str]) -> tuple[list, list[Row]]:
         cache = CacheBench(s)
         benches.append(cache)
         rows.append(cache.row)
-    if only & {"trial", "startup"}:
-        study = StudyBench(s)
+    if study is not None:
+        study.wait_ready()
         benches.append(study)
         rows += [study.rows[k] for k in ("trial", "startup") if k in only]
     return benches, rows
