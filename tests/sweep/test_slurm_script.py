@@ -64,7 +64,8 @@ def test_every_key_becomes_its_sbatch_option(mspe_home):
     setup = script.index("module load cuda\nsource ~/venv/bin/activate\n")
     assert setup < script.index("python -m mspe_sweep.sweep.work &\n")
     assert f"export MSPE_HOME={mspe_home}\n" in script
-    assert f'export {INDEX_ENV}="$SLURM_ARRAY_TASK_ID"' in script
+    assert f'{INDEX_ENV}=$(( SLURM_ARRAY_TASK_ID * per_task + slot ))' in script
+    assert 'per_task=1' in script  # one worker per task by default
 
 
 def test_unset_keys_add_no_option(mspe_home):
