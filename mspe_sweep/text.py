@@ -29,6 +29,13 @@ def one_line(text: object, limit: int | None = None) -> str:
     return flat
 
 
+def first_line(error: object) -> str:
+    """A driver's own reason: the first non-empty line of its message (its type's name when
+    the message is empty); the lines after it are context and hints."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def mask_url(url: str) -> str:
     """Replaces the password of a URL with ``***``, also in its query string.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mspe_sweep.text import mask_secrets, mask_url, one_line
+from mspe_sweep.text import first_line, mask_secrets, mask_url, one_line
 
 URL_FORMS = [
     ("postgresql+psycopg://mspe:s3cret@db-host:5432/mspe",
@@ -49,3 +49,8 @@ def test_one_line_limit_keeps_start_and_end():
     short = one_line(text, limit=100)
     assert len(short) <= 100
     assert short.startswith("start ") and short.endswith("root cause") and " ... " in short
+
+
+def test_first_line_is_the_drivers_own_reason():
+    assert first_line("\n  connection refused\nIs the server running?") == "  connection refused"
+    assert first_line(ValueError()) == "ValueError"

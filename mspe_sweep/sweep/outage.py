@@ -62,7 +62,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from mspe_sweep.errors import StorageUnavailableError
-from mspe_sweep.text import mask_secrets, mask_url, one_line
+from mspe_sweep.text import first_line, mask_secrets, mask_url, one_line
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ def _reason(exc: BaseException) -> str:
     root = getattr(exc, "orig", None) or exc
     if _proxy_unavailable(root):
         return mask_secrets(one_line(root.details() or "UNAVAILABLE", limit=200))
-    lines = [line for line in str(root).splitlines() if line.strip()]
-    return mask_secrets(one_line(lines[0] if lines else type(root).__name__, limit=200))
+    return mask_secrets(one_line(first_line(root), limit=200))
 
 
 def _handling_interrupt() -> bool:

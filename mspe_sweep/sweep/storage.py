@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 from mspe_sweep.errors import UserError
 from mspe_sweep.sweep.outage import tolerate_outages
-from mspe_sweep.text import mask_url, one_line
+from mspe_sweep.text import first_line, mask_url, one_line
 
 VALID_SCHEMES = ("sqlite:///<path>", "postgresql://user:pw@host:port/db",
                  "postgresql+psycopg://...", "grpc://host:port (storage proxy)")
@@ -57,12 +57,6 @@ def _hide(text: str, url: str) -> str:
         password = None
     text = one_line(text).replace(url, mask_url(url))
     return text.replace(str(password), "***") if password else text
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own reason: the first non-empty line of its message."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _normalize(url: str) -> tuple[str, str]:
@@ -108,7 +102,7 @@ def _probe(url: str, engine_kwargs: dict) -> None:
         with engine.connect():
             pass
     except sqlalchemy.exc.DBAPIError as exc:
-        reason = _hide(_first_line(exc.orig or exc), url)
+        reason = _hide(first_line(exc.orig or exc), url)
         raise UserError(f"storage.url: cannot connect to {mask_url(url)!r}: {reason}") from exc
     finally:
         engine.dispose()
@@ -177,7 +171,7 @@ def build_storage(
                     grace_period=grace_period, heartbeat_stale_trial_callback=callback),
                     outage_timeout)
         except sqlalchemy.exc.DBAPIError as exc:
-            reason = _hide(_first_line(exc.orig or exc), url)
+            reason = _hide(first_line(exc.orig or exc), url)
             if attempt == _SETUP_ATTEMPTS - 1:
                 raise UserError(f"storage.url: cannot set up {mask_url(url)!r}: {reason}") from exc
             _log.debug("storage set-up raced another worker (%s); retrying", reason)
