@@ -14,11 +14,12 @@ import optuna
 from mspe_sweep.cli import run_command, split_key_value
 from mspe_sweep.config import STUDIES_DIR, mspe_home
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.prepare import open_storage, parse_args, storage_url
+from mspe_sweep.sweep.prepare import parse_args, storage_options, storage_url
 from mspe_sweep.sweep.plots import write_study_plots
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.reporting import leaderboard, summary
 from mspe_sweep.sweep.spec import find_study_file, read_study_file
+from mspe_sweep.sweep.storage import build_storage
 from mspe_sweep.text import mask_url
 from mspe_sweep.tracking import build_tracker, tracking_location
 
@@ -44,20 +45,23 @@ def report(args: Sequence[str]) -> str:
     path = find_study_file(driver.study.name, STUDIES_DIR)
     declared = read_study_file(path)
     name, metric = str(declared["name"]), str(declared["metric"])
-    missing = f"no study named {name!r} in {{}} (run it first: python -m mspe_sweep.run " \
-              f"study={driver.study.name}{{}})"
+
+    def missing(where: object, others: str = "") -> UserError:
+        return UserError(f"no study named {name!r} in {where} (run it first: python -m "
+                         f"mspe_sweep.run study={driver.study.name}{others})")
+
     url = storage_url(driver)
     tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
     if driver.storage.backend == "sqlite":
         db = Path(url.partition(":///")[2])
         if not db.is_file():  # reading must not create an empty database
-            raise UserError(missing.format(db, ""))
-    url, storage = open_storage(driver)
+            raise missing(db)
+    storage = build_storage(url, **storage_options(driver))
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         others = ", ".join(sorted(optuna.get_all_study_names(storage))) or "none"
-        raise UserError(missing.format(mask_url(url), f"; studies there: {others}")) from None
+        raise missing(mask_url(url), f"; studies there: {others}") from None
     record = StudyRecord(study)
     n_trials = (driver.study.n_trials or record.n_trials
                 or int(declared["n_trials"]))
