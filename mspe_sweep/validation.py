@@ -159,6 +159,8 @@ def _check_across_keys(cfg: Any) -> None:
     from mspe_sweep.dataset.encodings import PESpec
 
     sched, opt = cfg["training"]["scheduler"], cfg["training"]["optimizer"]
+    # get_scheduler refuses this too, for callers of the training API without a config
+    # (training/ imports nothing of ours); here it is named by its keys, before any work.
     if sched["type"] == "cosine_warmup" and sched["min_lr"] > opt["lr"]:
         raise UserError(f"training.scheduler.min_lr={sched['min_lr']}: must be <= "
                         f"training.optimizer.lr ({opt['lr']}), the peak the cosine decays from")
