@@ -199,6 +199,14 @@ class LauncherConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """The confirmation phase (`python -m mspe_sweep.confirm`): its ``confirm.*`` keys."""
+
+    top_k: int = rule(3, ge=1)  # distinct configurations of the sweep, best first
+    seeds: int = rule(4, ge=2)  # seeds per configuration, the sweep's own trial included
+
+
+@dataclass
 class DriverConfig:
     """The sweep driver's own keys (`configs/sweep.yaml`); never part of a trial's identity."""
 
@@ -206,5 +214,6 @@ class DriverConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     workers: int = rule(1, ge=1)
     trials_per_gpu: int = rule(1, ge=1)

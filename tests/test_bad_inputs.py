@@ -1,4 +1,4 @@
-"""The front door: every bad input to the four commands is exit 2 and one `error:` line
+"""The front door: every bad input to the five commands is exit 2 and one `error:` line
 naming the key or file, with no traceback, no dataset built, no run directory and no study
 written. Timing: the error comes well before a cache-hit dataset load would have finished."""
 
@@ -12,13 +12,13 @@ import pytest
 import torch
 import yaml
 
-from mspe_sweep import evaluate, pipeline, report, run, train
+from mspe_sweep import confirm, evaluate, pipeline, report, run, train
 from mspe_sweep.config import compose_run_config
 from mspe_sweep.training.checkpoint import FORMAT_VERSION
 
 TINY_STUDY = Path(__file__).resolve().parent / "data" / "tiny_study.yaml"
 COMMANDS = {"train": train.main, "run": run.main, "evaluate": evaluate.main,
-            "report": report.main}
+            "report": report.main, "confirm": confirm.main}
 
 
 def _study_file(directory: Path, filename: str, text: str | bytes | None = None, **changes) -> str:
@@ -118,6 +118,14 @@ CASES = [
     ("report", lambda d: ["study=zinc_quick", "tracking=local", "tracking.uri=ftp://h/x"],
      ["tracking.uri"]),
     ("report", lambda d: ["study=zinc_quick", "top=0"], ["top"]),
+    # --- confirm ------------------------------------------------------------------------
+    ("confirm", lambda d: [], ["study=<name>"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "confirm.top_k=0"],
+     ["confirm.top_k=0", ">= 1"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "confirm.seeds=1"],
+     ["confirm.seeds=1", ">= 2"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "confirm.top=3"], ["confirm.top"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}"], ["no study named 'tiny'"]),
 ]
 
 
@@ -147,7 +155,7 @@ def test_bad_input_is_one_error_line_and_nothing_written(command, make_args, fra
     assert not (mspe_home / "runs").exists() and not (mspe_home / "optuna.db").exists()
 
 
-def test_the_table_covers_forty_cases_across_the_four_commands():
+def test_the_table_covers_forty_cases_across_every_command():
     assert len(CASES) >= 40
     assert {case[0] for case in CASES} == set(COMMANDS)
 

@@ -21,6 +21,9 @@ from optuna.trial import TrialState
 from mspe_sweep.cli import EXIT_STORAGE_UNAVAILABLE
 from mspe_sweep.config import mspe_home
 from mspe_sweep.errors import StorageUnavailableError, WorkerFailed
+from mspe_sweep.sweep.confirm import confirmed_sweep, prepare_confirmation
+from mspe_sweep.sweep.answer import Answer
+from mspe_sweep.sweep.confirm_table import Confirmation, build_confirmation
 from mspe_sweep.sweep.launch import launcher_for
 from mspe_sweep.sweep.prepare import Sweep, prepare
 from mspe_sweep.sweep.records import StudyRecord
@@ -85,6 +88,33 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
     sweep = prepare(args)
     if sweep is None:
         return None
+    answer = drive(sweep)
+    if answer is not None:
+        print(summary(sweep.study, sweep.plan.spec.metric, sweep.plan.spec.n_trials),
+              flush=True)
+        print(f"\n{answer.text}", flush=True)
+    return study_result(sweep.study, sweep.plan.spec.n_trials)
+
+
+def run_confirmation(args: Sequence[str]) -> Confirmation | None:
+    """Confirm a study's best configurations over seeds (``python -m mspe_sweep.confirm``):
+    prepare ``<study>/confirm``, run its queued trials, print the table. None for
+    ``launcher.dry_run=true``; with a detached launcher, the table as it was at submission."""
+    sweep = prepare_confirmation(args)
+    if sweep is None:
+        return None
+    answer = drive(sweep)
+    if answer is None:  # submitted to run detached: the table as it is now
+        return build_confirmation(confirmed_sweep(sweep.study), sweep.study,
+                                  sweep.plan.spec.metric)
+    print(answer.text, flush=True)
+    return answer.confirmation
+
+
+def drive(sweep: Sweep) -> Answer | None:
+    """Phases 2 and 3 of a prepared study (a sweep or a confirmation), with its parent run
+    and results around them; returns the study's answer, or None when the workers were
+    submitted to run detached (they publish it)."""
     plan, study = sweep.plan, sweep.study
     with quiet_trial_logs():
         print(startup_lines(sweep), flush=True)
@@ -92,7 +122,7 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
         launcher = launcher_for(plan)
         if launcher.detached:  # submitted; its tasks report to the study and publish it
             launcher.launch(plan)
-            return study_result(study, plan.spec.n_trials)
+            return None
         trials_before = len(study.get_trials(deepcopy=False))
         status, database_down = "KILLED", False
         try:
@@ -113,9 +143,9 @@ def run_study(args: Sequence[str]) -> StudyResult | None:
         finally:
             if not database_down:
                 ran = len(study.get_trials(deepcopy=False)) > trials_before
-                publish_results(plan, study, sweep.tracker, parent, status, with_plots=ran)
-    print(summary(study, plan.spec.metric, plan.spec.n_trials), flush=True)
-    return study_result(study, plan.spec.n_trials)
+                answer = publish_results(plan, study, sweep.tracker, parent, status,
+                                         with_plots=ran)
+    return answer
 
 
 def publish_parent_run(sweep: Sweep) -> str | None:

@@ -49,6 +49,15 @@ class Objective:
         self.tracker = tracker or Tracker()
         self.data = data
 
+    def trial_seed(self, trial: optuna.Trial, root: int) -> int:
+        """The trial's ``training.seed``, from the study seed and ``root``, the first trial of
+        its retry chain: a retry keeps the original's seed."""
+        return derive_seed(self.spec.seed, root)
+
+    def run_tags(self, trial: optuna.Trial) -> dict[str, str | None]:
+        """Extra tags of the trial's tracking run (None values are left out)."""
+        return {"mspe.dataset_fingerprint": self.data.fingerprint if self.data else None}
+
     def trial_overrides(self, trial: optuna.Trial, root: int) -> list[str]:
         """The run-config overrides that define this trial (and reproduce it with ``train``).
 
@@ -56,7 +65,7 @@ class Objective:
         """
         sampled = to_overrides(suggest(trial, self.spec))
         mode = "min" if self.spec.direction == "minimize" else "max"
-        seed = derive_seed(self.spec.seed, root)
+        seed = self.trial_seed(trial, root)
         return [*self.run_overrides, *sampled, f"training.seed={seed}",
                 f"training.monitor={self.spec.metric}", f"training.monitor_mode={mode}"]
 
@@ -68,13 +77,12 @@ class Objective:
         retry_of = record.previous_mlflow_run_id() if root != trial.number else None
         run = TrialRun()
         try:
-            record.start(derive_seed(self.spec.seed, root), str(run_dir))
+            record.start(self.trial_seed(trial, root), str(run_dir))
             overrides = self.trial_overrides(trial, root)
             record.set_overrides(overrides)
             fixed = [o for o in overrides if o.partition("=")[0] not in trial.params]
-            fingerprint = self.data.fingerprint if self.data else None
             run = self.tracker.start_trial(trial.number, trial.params, fixed, overrides,
-                                           {"mspe.dataset_fingerprint": fingerprint},
+                                           self.run_tags(trial),
                                            retry_of_run_id=retry_of, data=self.data)
             record.set_mlflow_run_id(run.run_id)
             result = self._train(trial, overrides, run_dir, run, resuming=root != trial.number)

@@ -38,6 +38,9 @@ class Plan:
         trials_per_gpu: Trials packed on each GPU.
         data_name: The dataset's name (``zinc_rdkit``), ``data_sizes`` its graphs per split.
         launcher: The ``launcher.*`` settings (``name`` is ``local`` or ``slurm``).
+        confirms: For a confirmation study (``<study>/confirm``), the study it confirms: its
+            workers run the queued (configuration, seed) trials only, without pruning.
+        confirms_run: That study's MLflow parent run, which the confirmation's run nests under.
     """
 
     spec: StudySpec
@@ -54,6 +57,8 @@ class Plan:
     launcher: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "local"})
     data_name: str = ""
     data_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    confirms: str | None = None
+    confirms_run: str | None = None
 
     @property
     def data(self) -> DataRecord:

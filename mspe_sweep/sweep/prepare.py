@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
@@ -25,9 +26,11 @@ from mspe_sweep.config import (
     mspe_home,
     to_yaml,
 )
+from mspe_sweep.dataset import GraphDataset
 from mspe_sweep.errors import UserError
 from mspe_sweep.pipeline import build_dataset
 from mspe_sweep.schema import DriverConfig
+from mspe_sweep.sweep.enqueue import enqueue_known
 from mspe_sweep.sweep.factories import build_pruner, build_sampler, study_sampler
 from mspe_sweep.sweep.launch import check_launcher, dry_run
 from mspe_sweep.sweep.plan import Plan
@@ -39,7 +42,8 @@ from mspe_sweep.validation import check_rules
 from mspe_sweep.tracking import Tracker, build_tracker, tracking_location
 from mspe_sweep.training import get_metrics
 
-DRIVER_KEYS = ("study", "storage", "tracking", "launcher", "workers", "trials_per_gpu")
+DRIVER_KEYS = ("study", "storage", "tracking", "launcher", "confirm", "workers",
+               "trials_per_gpu")
 # study.<key>= replaces the file's
 CLI_STUDY_SETTINGS = ("n_trials", "timeout", "seed", "trial_timeout", "epoch_timeout")
 
@@ -156,6 +160,70 @@ def open_storage(driver: DictConfig) -> tuple[str, optuna.storages.BaseStorage]:
     return url, build_storage(url, **storage_options(driver))
 
 
+def check_locations(driver: DictConfig, name: str) -> bool:
+    """Check the storage URL and the tracking URI before anything opens; False (after printing
+    what would be launched for the study ``name``) with ``launcher.dry_run=true``."""
+    storage_url(driver)  # checked, not opened
+    # A tracking URI the backend cannot use is a mistake too: found before the storage opens.
+    tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
+    if driver.launcher.dry_run:
+        print(dry_run(driver.launcher, name, driver.trials_per_gpu), flush=True)
+        return False
+    return True
+
+
+def open_checked(driver: DictConfig, name: str, base_cfg: DictConfig
+                 ) -> tuple[str, optuna.storages.BaseStorage, Tracker, GraphDataset] | None:
+    """Open what a checked command line names: the storage URL (unmasked), the storage, the
+    tracker and the dataset (without PE: its fingerprint never depends on them); the storage
+    (a wrong password) before the dataset is built. None with ``launcher.dry_run=true``."""
+    if not check_locations(driver, name):
+        return None
+    url, storage = open_storage(driver)
+    tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
+    return url, storage, tracker, build_dataset(base_cfg, with_pe=False)
+
+
+def open_existing_study(driver: DictConfig, name: str
+                        ) -> tuple[str, optuna.storages.BaseStorage, optuna.Study]:
+    """The storage URL (unmasked), storage and study ``name``, which must exist already.
+
+    Raises:
+        UserError: No such study (the message lists the studies in the storage); a SQLite
+            file that does not exist is not created.
+    """
+    url = storage_url(driver)
+
+    def missing(where: object, others: str = "") -> UserError:
+        return UserError(f"no study named {name!r} in {where} (run it first: python -m "
+                         f"mspe_sweep.run study={driver.study.name}{others})")
+
+    if driver.storage.backend == "sqlite":
+        db = Path(url.partition(":///")[2])
+        if not db.is_file():  # reading must not create an empty database
+            raise missing(db)
+    storage = build_storage(url, **storage_options(driver))
+    try:
+        return url, storage, optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        others = ", ".join(sorted(optuna.get_all_study_names(storage))) or "none"
+        raise missing(mask_url(url), f"; studies there: {others}") from None
+
+
+def build_plan(spec: StudySpec, driver: DictConfig, run_overrides: Sequence[str], url: str,
+               dataset: GraphDataset, base_cfg: DictConfig, **fields: Any) -> Plan:
+    """The plan of a prepared study; ``fields`` sets further :class:`Plan` fields."""
+    return Plan(spec=spec, run_overrides=tuple(run_overrides), storage_url=url,
+                storage_options=storage_options(driver),
+                tracking_backend=driver.tracking.backend, tracking_uri=driver.tracking.uri,
+                fingerprint=dataset.fingerprint, data_source=dataset.source,
+                data_name=dataset.name,
+                data_sizes={split: table.num_graphs for split, table in dataset.tables.items()},
+                base_config_yaml=to_yaml(base_cfg), workers=driver.launcher.workers,
+                trials_per_gpu=driver.trials_per_gpu,
+                launcher=OmegaConf.to_container(driver.launcher), **fields)
+
+
 def prepare(args: Sequence[str]) -> Sweep | None:
     """Validate everything, open the storage, create (or load) the study exactly once.
 
@@ -167,15 +235,10 @@ def prepare(args: Sequence[str]) -> Sweep | None:
     spec, base_cfg = load_spec(driver, run_overrides)
     sampler = build_sampler(spec.sampler, spec.seed, spec.params)
     pruner = build_pruner(spec.pruner)
-    storage_url(driver)  # checked, not opened
-    # A tracking URI the backend cannot use is a mistake too: found before the storage opens.
-    tracking_location(driver.tracking.backend, driver.tracking.uri, mspe_home())
-    if driver.launcher.dry_run:
-        print(dry_run(driver.launcher, spec.name, driver.trials_per_gpu), flush=True)
+    opened = open_checked(driver, spec.name, base_cfg)
+    if opened is None:
         return None
-    url, storage = open_storage(driver)
-    tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
-    dataset = build_dataset(base_cfg, with_pe=False)  # its fingerprint never depends on PE
+    url, storage, tracker, dataset = opened
     study = create_study_once(storage, spec.name, spec.direction, sampler, pruner)
     existing = len(study.get_trials(deepcopy=False))
     if existing:
@@ -185,13 +248,9 @@ def prepare(args: Sequence[str]) -> Sweep | None:
                    driver.study.force)
     StudyRecord(study).set_n_trials(spec.n_trials)  # what `report` shows as the budget
     StudyRecord(study).set_metric_name(spec.metric)
-    plan = Plan(spec=spec, run_overrides=tuple(run_overrides), storage_url=url,
-                storage_options=storage_options(driver),
-                tracking_backend=driver.tracking.backend, tracking_uri=driver.tracking.uri,
-                fingerprint=dataset.fingerprint, data_source=dataset.source,
-                data_name=dataset.name,
-                data_sizes={split: table.num_graphs for split, table in dataset.tables.items()},
-                base_config_yaml=to_yaml(base_cfg), workers=driver.launcher.workers,
-                trials_per_gpu=driver.trials_per_gpu,
-                launcher=OmegaConf.to_container(driver.launcher))
+    StudyRecord(study).set_data_source(dataset.source)  # for report.html's data line
+    queued = enqueue_known(study, spec)  # the study file's warm start, once per study
+    if queued:
+        print(f"enqueued: {queued} known configuration(s) from the study file", flush=True)
+    plan = build_plan(spec, driver, run_overrides, url, dataset, base_cfg)
     return Sweep(plan=plan, study=study, tracker=tracker)

@@ -33,6 +33,10 @@ STOP_REASON = "stop_reason"
 NUM_PARAMS = "num_params"
 TEST_METRIC = "test_metric"
 DATASET_FINGERPRINT = "dataset_fingerprint"
+# Trial user attributes of a confirmation trial (``<study>/confirm``), written when it is queued.
+CONFIRM_CONFIG = "confirm_config"  # the configuration's key (``config_key`` of its params)
+CONFIRM_SEED = "confirm_seed"  # the seed it trains with (replaces the sweep's derived seed)
+CONFIRM_RANK = "confirm_rank"  # the configuration's rank in the sweep when it was selected
 # Trial system attributes. ``owner`` is "<host>:<pid>:<trial number>", written by the worker
 # that starts an attempt; the number matters because a retry is created as a copy of the dead
 # attempt, system attrs included. The other two are Optuna's own retry link (the names its
@@ -44,6 +48,11 @@ RETRY_HISTORY = "retry_history"
 IDENTITY = "identity"  # what makes two runs of the command the same study
 PARENT_RUN_ID = "mlflow_parent_run_id"
 N_TRIALS = "n_trials"  # the budget of the latest run, shown by `report`
+CONFIRM_STUDY = "confirm_study"  # on a sweep: the name of its confirmation study
+CONFIRMS = "confirms"  # on a confirmation study: the name of the sweep it confirms
+SELECTION = "confirm_selection"  # on a confirmation study: {config key: selected config}
+DATA_SOURCE = "data_source"  # the study's data in words (its start-up `data:` line)
+ENQUEUED = "enqueued"  # on a sweep: keys of the study file's `enqueue` entries already queued
 
 
 def _retried_trial_number(trial: FrozenTrial) -> int | None:
@@ -134,6 +143,24 @@ class TrialRecord:
     def test_metric(self) -> float | None:
         return self._user(TEST_METRIC)
 
+    @property
+    def confirm_config(self) -> str | None:
+        """The configuration key of a confirmation trial; None for any other trial."""
+        return self._user(CONFIRM_CONFIG)
+
+    @property
+    def confirm_seed(self) -> int | None:
+        return self._user(CONFIRM_SEED)
+
+    @property
+    def confirm_rank(self) -> int | None:
+        return self._user(CONFIRM_RANK)
+
+    @staticmethod
+    def confirm_attrs(config: str, seed: int, rank: int) -> dict[str, Any]:
+        """The user attrs that queue a confirmation trial (read back by the properties)."""
+        return {CONFIRM_CONFIG: config, CONFIRM_SEED: seed, CONFIRM_RANK: rank}
+
 
 class RunningTrial:
     """Writes the record of the trial this process runs (a live ``optuna.Trial``)."""
@@ -156,6 +183,13 @@ class RunningTrial:
         for key, value in ((SEED, seed), (CHECKPOINT_DIR, checkpoint_dir),
                            (INTERRUPTED, False), (FAIL_REASON, None)):
             self.trial.set_user_attr(key, value)
+
+    def queued_confirmation(self) -> tuple[str, int, int] | None:
+        """``(config key, seed, sweep rank)`` of a queued confirmation trial, else None."""
+        attrs = self.trial.user_attrs
+        if attrs.get(CONFIRM_CONFIG) is None:
+            return None
+        return attrs[CONFIRM_CONFIG], int(attrs[CONFIRM_SEED]), int(attrs[CONFIRM_RANK])
 
     def previous_mlflow_run_id(self) -> str | None:
         """The MLflow run of the attempt this one retries (Optuna copies its user attrs)."""
@@ -242,3 +276,45 @@ class StudyRecord:
 
     def set_n_trials(self, n_trials: int) -> None:
         self.study.set_user_attr(N_TRIALS, n_trials)
+
+    @property
+    def data_source(self) -> str | None:
+        return self.study.user_attrs.get(DATA_SOURCE)
+
+    def set_data_source(self, source: str) -> None:
+        if self.data_source != source:
+            self.study.set_user_attr(DATA_SOURCE, source)
+
+    @property
+    def confirm_study(self) -> str | None:
+        """On a sweep: the name of its confirmation study, once one was prepared."""
+        return self.study.user_attrs.get(CONFIRM_STUDY)
+
+    @property
+    def confirms(self) -> str | None:
+        """On a confirmation study: the name of the sweep it confirms."""
+        return self.study.user_attrs.get(CONFIRMS)
+
+    def link_confirmation(self, confirmation: optuna.Study) -> None:
+        """Link this sweep and its confirmation study both ways."""
+        if self.confirm_study != confirmation.study_name:
+            self.study.set_user_attr(CONFIRM_STUDY, confirmation.study_name)
+        if confirmation.user_attrs.get(CONFIRMS) != self.study.study_name:
+            confirmation.set_user_attr(CONFIRMS, self.study.study_name)
+
+    @property
+    def selection(self) -> dict[str, dict[str, Any]]:
+        """On a confirmation study: ``{config key: {rank, trial, params, seed, value}}``, every
+        configuration ever selected (``rank`` and ``trial`` as in the sweep at the time)."""
+        return dict(self.study.user_attrs.get(SELECTION, {}))
+
+    def set_selection(self, selection: dict[str, dict[str, Any]]) -> None:
+        self.study.set_user_attr(SELECTION, selection)
+
+    @property
+    def enqueued(self) -> list[str]:
+        """Keys of the study file's ``enqueue`` entries already queued in this study."""
+        return list(self.study.user_attrs.get(ENQUEUED, []))
+
+    def set_enqueued(self, keys: list[str]) -> None:
+        self.study.set_user_attr(ENQUEUED, list(keys))

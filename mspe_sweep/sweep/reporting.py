@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -92,26 +93,40 @@ def format_value(value) -> str:
     return str(value)
 
 
-def leaderboard(study: optuna.Study, metric: str, top: int = 10) -> str:
-    """A plain-text table of the best trials with their params, val and test metric."""
-    rows = ranked(study)[:top]
-    if not rows:
-        return "no COMPLETE trials yet"
+@dataclass(frozen=True)
+class Table:
+    """A table as strings, shared by the text report and ``report.html``."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def text_table(table: Table) -> str:
+    """Left-aligned columns, two spaces apart."""
+    rows = [table.header, *table.rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(table.header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def leaderboard_table(study: optuna.Study, metric: str, top: int = 10) -> Table:
+    """The best ``top`` COMPLETE trials with their val and test metric and params."""
     test_name = "test/" + metric.split("/", 1)[-1]
-    header = ["rank", "trial", metric, test_name, "epoch", "params"]
-    table = [header]
-    for rank, trial in enumerate(rows, 1):
+    rows = []
+    for rank, trial in enumerate(ranked(study)[:top], 1):
         record = TrialRecord(trial)
         test, epoch = record.test_metric, record.best_epoch
         params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
-        table.append([str(rank), str(trial.number), f"{trial.value:.4f}",
-                      "-" if test is None else f"{test:.4f}",
-                      "-" if epoch is None else str(epoch), params])
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
-        for row in table
-    )
+        rows.append((str(rank), str(trial.number), f"{trial.value:.4f}",
+                     "-" if test is None else f"{test:.4f}",
+                     "-" if epoch is None else str(epoch), params))
+    return Table(("rank", "trial", metric, test_name, "epoch", "params"), tuple(rows))
+
+
+def leaderboard(study: optuna.Study, metric: str, top: int = 10) -> str:
+    """The leaderboard (:func:`leaderboard_table`) as plain text."""
+    table = leaderboard_table(study, metric, top)
+    return text_table(table) if table.rows else "no COMPLETE trials yet"
 
 
 def summary(study: optuna.Study, metric: str, n_trials: int) -> str:

@@ -13,6 +13,8 @@ as a one-line :class:`~mspe_sweep.errors.UserError` naming the file and the key.
       training.optimizer.lr: tag(log, interval(1e-4, 3e-3))
       pe: choice(rwse, multiscale)
       pe.rwse.steps: {values: 'range(8, 33, 8)', when: {pe: [rwse]}}   # quote inside {}
+    enqueue:                # known configurations, tried first (mspe_sweep/sweep/enqueue.py)
+      - {training.optimizer.lr: 0.001, pe: rwse, pe.rwse.steps: 16}
 
 A bare metric name (``mae``) means ``val/mae`` when that is a known metric.
 """
@@ -40,6 +42,7 @@ from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH
 
 from mspe_sweep.errors import UserError
 from mspe_sweep.sweep import factories
+from mspe_sweep.sweep.enqueue import parse_enqueue
 from mspe_sweep.sweep.factories import ComponentSpec
 from mspe_sweep.sweep.space import (
     GrammarError,
@@ -57,7 +60,7 @@ MAX_NAME_LENGTH = MAX_INDEXED_STRING_LENGTH
 _DEFAULTS: dict[str, Any] = {
     "description": None, "timeout": None, "seed": 0, "sampler": "tpe", "pruner": "median",
     "fixed": [], "max_consecutive_failures": 5, "keep_checkpoints": 3,
-    "trial_timeout": None, "epoch_timeout": None,
+    "trial_timeout": None, "epoch_timeout": None, "enqueue": [],
 }
 _REQUIRED = ("name", "direction", "metric", "n_trials", "params")
 VALID_KEYS = tuple(sorted((*_REQUIRED, *_DEFAULTS)))
@@ -136,13 +139,15 @@ class StudySpec:
     keep_checkpoints: int = 3
     trial_timeout: float | None = None
     epoch_timeout: float | None = None
+    enqueue: tuple[dict[str, Any], ...] = ()
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """What defines the meaning of the study's trial values (for the identity guard).
 
         Covers the search space (params, distributions, conditions), the ``fixed`` overrides,
-        metric and direction; not the budget, timeouts, sampler or pruner, which a resumed
-        study may change without invalidating its finished trials.
+        metric and direction; not the budget, timeouts, sampler, pruner or ``enqueue`` (known
+        configurations to try first), which a resumed study may change without invalidating
+        its finished trials.
         """
         return {
             "direction": self.direction,
@@ -155,7 +160,8 @@ class StudySpec:
         """Every field as plain JSON-able data, for logging, MLflow and worker plans."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(path=str(self.path), sampler=self.sampler.to_dict(), fixed=list(self.fixed),
-                    pruner=self.pruner.to_dict(), params=[p.to_dict() for p in self.params])
+                    pruner=self.pruner.to_dict(), params=[p.to_dict() for p in self.params],
+                    enqueue=[dict(e) for e in self.enqueue])
         return data
 
     @classmethod
@@ -167,6 +173,7 @@ class StudySpec:
                 p["grammar"]) for p in data["params"])
         return cls(**{**data, "path": Path(data["path"]), "params": params,
                       "fixed": tuple(data["fixed"]),
+                      "enqueue": tuple(dict(e) for e in data.get("enqueue", ())),
                       "sampler": ComponentSpec.parse(data["sampler"], "sampler"),
                       "pruner": ComponentSpec.parse(data["pruner"], "pruner")})
 
@@ -433,6 +440,7 @@ def load_study(
             if param.key in keys:
                 raise UserError(f"{path}: params.{param.key}: also set in {source} "
                                 f"({keys[param.key]!r}); search it or fix it, not both")
+    enqueue = parse_enqueue(path, data["enqueue"], params)
     base = [*fixed, *cli_overrides]
     cfg = _compose(compose, base, f"{path}: fixed" + (" + command line" if cli_overrides else ""),
                    show=False)
@@ -448,4 +456,5 @@ def load_study(
         max_consecutive_failures=data["max_consecutive_failures"],
         keep_checkpoints=data["keep_checkpoints"],
         trial_timeout=data["trial_timeout"], epoch_timeout=data["epoch_timeout"],
+        enqueue=enqueue,
     )

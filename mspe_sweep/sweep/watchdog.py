@@ -13,9 +13,9 @@ process that makes it frees the GPU. So when either limit is set, each trial's t
 * Everything else stays in the worker: the Optuna trial (ask/tell, ``owner``, heartbeats),
   the pruner, the MLflow run and the per-epoch lines. The child relays each Trainer hook
   (``on_train_epoch_end``, ``on_eval_epoch_end``, ...) with its arguments and a snapshot of
-  the trainer's counters (``trial_process.TRAINER_STATE``) and waits for the worker's answer, so the
-  worker's callbacks see the same calls, in the same order, as in-process. A callback that
-  raises there (the pruner's ``TrialPruned``, a database outage) ends the child at that point,
+  the trainer's counters (``trial_process.TRAINER_STATE``) and waits for the worker's answer,
+  so the worker's callbacks see the same calls, in the same order, as in-process. A callback
+  that raises there (the pruner's ``TrialPruned``, a database outage) ends the child at that point,
   exactly where the Trainer would have stopped: its ``last.pt`` is already written. The
   child's log records are handled by the worker's loggers; its result or exception (pickled;
   one that cannot be is rebuilt as ``TrialProcessError("<Type>: <message>")``) comes back the

@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from mspe_sweep.cli import run_command
 from mspe_sweep.config import mspe_home
 from mspe_sweep.errors import StorageUnavailableError, UserError
+from mspe_sweep.sweep.answer import Answer, answer_study
+from mspe_sweep.sweep.confirm import ConfirmObjective, publish_confirmation
 from mspe_sweep.sweep.factories import build_pruner, study_sampler
 from mspe_sweep.sweep.launch import INDEX_ENV, PLAN_ENV, launcher_for
 from mspe_sweep.sweep.objective import Objective
@@ -44,20 +46,25 @@ def worker_limits(plan: Plan) -> WorkerLimits:
     return WorkerLimits(n_trials=spec.n_trials, timeout=spec.timeout,
                         max_consecutive_failures=spec.max_consecutive_failures,
                         max_retry=storage["max_retry"], keep_checkpoints=spec.keep_checkpoints,
-                        grace_period=storage["grace_period"])
+                        grace_period=storage["grace_period"], queue_only=bool(plan.confirms))
 
 
 def open_tracking(plan: Plan, study: optuna.Study, tracker: Tracker) -> str | None:
     """Open the study's parent run (created once; its id is kept in the study by ``prepare``'s
-    process); returns its id, or None without tracking."""
+    process); returns its id, or None without tracking. A confirmation's run is the
+    ``confirm`` run nested under its sweep's parent run, in the sweep's experiment."""
+    within, tags = None, None
+    if plan.confirms:
+        within, tags = (plan.confirms, plan.confirms_run), {"mspe.phase": "confirm"}
     return tracker.start_study(plan.spec.name, StudyRecord(study).parent_run_id,
-                               plan.spec.to_dict(), plan.base_config_yaml)
+                               plan.spec.to_dict(), plan.base_config_yaml, within=within,
+                               tags=tags)
 
 
 def work(plan: Plan, study: optuna.Study, tracker: Tracker, parent_run_id: str | None) -> None:
     """Run trials of the study until its budget, its timeout or too many failures."""
-    objective = Objective(plan.spec, plan.overrides, plan.runs_dir, tracker=tracker,
-                          data=plan.data)
+    kind = ConfirmObjective if plan.confirms else Objective
+    objective = kind(plan.spec, plan.overrides, plan.runs_dir, tracker=tracker, data=plan.data)
     worker = Worker(study, objective, worker_limits(plan),
                     on_trial_end=lambda study: track_progress(tracker, parent_run_id, study))
     worker.run()
@@ -116,17 +123,29 @@ def work_in_this_process(plan: Plan, worker: int) -> None:
 
 
 def publish_results(plan: Plan, study: optuna.Study, tracker: Tracker, parent: str | None,
-                    status: str, with_plots: bool) -> None:
-    """Plots and the trials CSV in ``runs/<study>/plots/`` (when trials ran), and on the
-    parent run, which ends only when no trial is running: with several drivers or workers on
-    one study (machines, a job array, ``docker compose --scale``), the last one to finish ends
-    it.
+                    status: str, with_plots: bool) -> Answer:
+    """The study's plots and trials CSV (``runs/<study>/plots/``, when trials ran) and its
+    answer (``report.html``; see :mod:`~mspe_sweep.sweep.answer`), also on the parent run,
+    which ends only when no trial is running: with several drivers or workers on one study
+    (machines, a job array, ``docker compose --scale``), the last one to finish ends it. A
+    confirmation publishes its table and the answer of the study it confirms.
+
+    Returns:
+        The answer, whose text the driver prints.
     """
-    files = write_study_plots(study, plan.runs_dir / "plots") if with_plots else []
+    if plan.confirms:
+        answer = publish_confirmation(plan, study, tracker)
+        files = answer.files
+    else:
+        files = write_study_plots(study, plan.runs_dir / "plots") if with_plots else []
+        answer = answer_study(study, plan.spec.metric, plan.runs_dir,
+                              extra_pngs=[f for f in files if f.suffix == ".png"])
+        files = [*files, *answer.files]
     track_progress(tracker, parent, study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     tracker.finish_study(parent, files, status=None if running and status == "FINISHED"
                          else status)
+    return answer
 
 
 def main() -> int:

@@ -16,6 +16,9 @@ finished + running trials are below it, and otherwise waits for the running ones
 concurrent workers overshoot it only through the race between that check and Optuna's ``ask``
 (at most ``workers - 1``). A worker does not finish while a trial it cannot prove alive is
 still RUNNING: it waits for it to end or to become stale.
+
+A confirmation study's worker (``WorkerLimits.queue_only``) runs its queued (WAITING) trials,
+retries included, and stops when none is left and no running trial may still need a retry.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class WorkerLimits:
     max_retry: int
     keep_checkpoints: int
     grace_period: float
+    # Run only queued (WAITING) trials and stop when none is left: a confirmation study's
+    # trials are all queued up front, and a new trial would be sampled, not confirmed.
+    queue_only: bool = False
 
 
 def owner_tag(trial_number: int) -> str:
@@ -188,11 +194,16 @@ class Worker:
         recover_abandoned_trials(self.study, limits.max_retry, limits.grace_period)
         done = budget_done(self.study)
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if done >= limits.n_trials:
+        if limits.queue_only:
+            if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                # Nothing queued: done, unless a running trial may crash and be queued again.
+                unresolved = [t for t in running if not owned_here_and_alive(t)]
+                return bool(unresolved) and self._wait("queue empty; waiting for", unresolved)
+        elif done >= limits.n_trials:
             # Done, unless a trial that may have crashed elsewhere still needs a retry.
             unresolved = [t for t in running if not owned_here_and_alive(t)]
             return bool(unresolved) and self._wait("budget reached; waiting for", unresolved)
-        if done + len(running) >= limits.n_trials:
+        elif done + len(running) >= limits.n_trials:
             # The last trials of the budget are running: wait for their outcome rather than
             # start one that may push the study past its budget.
             return self._wait("waiting for", running)

@@ -72,8 +72,14 @@ class Tracker:
     """The tracking interface. This base class does nothing (``tracking=none``)."""
 
     def start_study(self, study_name: str, parent_run_id: str | None, spec: Mapping[str, Any],
-                    base_config_yaml: str) -> str | None:
-        """Open the study's experiment and parent run; returns the parent run id (or None)."""
+                    base_config_yaml: str, within: tuple[str, str | None] | None = None,
+                    tags: Mapping[str, str] | None = None) -> str | None:
+        """Open the study's experiment and parent run; returns the parent run id (or None).
+
+        ``within`` = (experiment, run id): put the study in that experiment, its parent run
+        nested under that run (a confirmation inside its sweep's experiment); ``tags`` are
+        extra tags of a new parent run. See :class:`MlflowTracker`.
+        """
         return None
 
     def start_trial(self, trial_number: int, params: Mapping[str, Any],

@@ -95,9 +95,9 @@ def trial_params(params: Mapping[str, Any], fixed_overrides: Iterable[str]) -> d
 
 
 # Spec fields that belong to one run of the command (`study.n_trials=...` may grow the budget
-# on resume); MLflow params are immutable, so they stay out of the parent's params. The
-# current values are in the parent's study_spec.json artifact.
-PER_RUN_KEYS = ("n_trials", "timeout", "trial_timeout", "epoch_timeout", "path")
+# on resume, `enqueue` may gain entries); MLflow params are immutable, so they stay out of the
+# parent's params. The current values are in the parent's study_spec.json artifact.
+PER_RUN_KEYS = ("n_trials", "timeout", "trial_timeout", "epoch_timeout", "path", "enqueue")
 
 
 def study_params(spec: Mapping[str, Any]) -> dict[str, str]:

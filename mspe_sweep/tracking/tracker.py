@@ -43,11 +43,16 @@ class MlflowTracker(Tracker):
         self.parent_run_id: str | None = None
 
     def start_study(self, study_name: str, parent_run_id: str | None, spec: Mapping[str, Any],
-                    base_config_yaml: str) -> str | None:
+                    base_config_yaml: str, within: tuple[str, str | None] | None = None,
+                    tags: Mapping[str, str] | None = None) -> str | None:
         """Get or create the experiment (named after the study) and its parent run.
 
         The parent is ``parent_run_id`` if that run exists, else the study's oldest run tagged
-        ``mspe.role=parent``, else a new run named after the study. Params ``study.*`` and
+        ``mspe.role=parent``, else a new run named after the study (with ``tags``). With
+        ``within=(experiment, run_id)`` the study lives in that experiment, and a new parent
+        run is named after the study's last path segment (``zinc/confirm`` -> ``confirm``)
+        and nested under ``run_id`` (when not None), so the UI folds it, and its trials, under
+        that run. Params ``study.*`` and
         ``space.*`` (only keys not yet logged: params are immutable), artifacts
         ``study_spec.json`` and ``base_config.yaml``; status set to RUNNING.
 
@@ -55,7 +60,7 @@ class MlflowTracker(Tracker):
             The parent run id, or None when tracking is down (it is created later, lazily).
         """
         self.study = {"name": study_name, "requested": parent_run_id, "spec": dict(spec),
-                      "base": base_config_yaml}
+                      "base": base_config_yaml, "within": within, "tags": dict(tags or {})}
         self.metric = str(spec.get("metric") or "value")
         self.experiment_id = self.parent_run_id = None
         self.ensure_study()
@@ -71,8 +76,8 @@ class MlflowTracker(Tracker):
         return ok
 
     def _open_study(self) -> None:
-        name, spec = self.study["name"], self.study["spec"]
-        experiment_id = self._experiment(name)
+        name, spec, within = self.study["name"], self.study["spec"], self.study["within"]
+        experiment_id = self._experiment(within[0] if within else name)
         parent = self._parent(experiment_id, name, self.study["requested"])
         run = self.client.get_run(parent)
         new = names.study_params(spec)
@@ -127,10 +132,16 @@ class MlflowTracker(Tracker):
         found = self._parents(experiment_id, name)
         if found:
             return found[0]
-        tags = {"mspe.role": "parent", "mspe.study": name, "mspe.metric": self.metric}
+        tags = {**self.study["tags"], "mspe.role": "parent", "mspe.study": name,
+                "mspe.metric": self.metric}
         if names.git_commit():
             tags["mlflow.source.git.commit"] = names.git_commit()
-        mine = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        run_name, within = name, self.study["within"]
+        if within:
+            run_name = name.rsplit("/", 1)[-1]
+            if within[1]:
+                tags["mlflow.parentRunId"] = within[1]
+        mine = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         # Race guard: workers that started at once each created a parent; all keep the oldest.
         winner = self._parents(experiment_id, name)[0]
         if winner != mine:

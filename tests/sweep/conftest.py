@@ -26,6 +26,7 @@ import mspe_sweep.sweep.work as work_module
 from mspe_sweep import report as report_module
 from mspe_sweep import run as run_module
 from mspe_sweep.config import REPO_ROOT
+from mspe_sweep.sweep.answer import Answer
 from mspe_sweep.training import read_checkpoint
 
 TINY_STUDY = Path(__file__).resolve().parents[1] / "data" / "tiny_study.yaml"
@@ -41,16 +42,21 @@ def reap_children():
 
 @pytest.fixture(autouse=True)
 def skip_study_plots(monkeypatch):
-    """Plots take seconds per in-process run (tests/tracking/test_plots.py covers them); the
-    subprocess tests still write them for real. Returns the list of studies it was asked for."""
+    """Plots and the answer page take seconds per in-process run (tests/tracking/test_plots.py
+    and tests/sweep/test_report_html.py cover them); the subprocess tests still write them for
+    real. Returns the list of studies it was asked for."""
     calls: list[str] = []
 
     def fake_write_study_plots(study, out_dir):
         calls.append(study.study_name)
         return []
 
-    monkeypatch.setattr(work_module, "write_study_plots", fake_write_study_plots)
-    monkeypatch.setattr(report_module, "write_study_plots", fake_write_study_plots)
+    def fake_answer_study(study, metric, runs_dir, extra_pngs=None):
+        return Answer("(the study's answer: not built in in-process tests)")
+
+    for module in (work_module, report_module):
+        monkeypatch.setattr(module, "write_study_plots", fake_write_study_plots)
+        monkeypatch.setattr(module, "answer_study", fake_answer_study)
     return calls
 
 

@@ -79,8 +79,9 @@ def test_legacy_study_reports(sweep, legacy_url, capsys):
     assert lines[2] == "best trial 1: val/mae 0.2168; reproduce with:"
     assert "training.seed=171340461" in lines[3]
     assert lines[4].endswith("/runs/legacy/trial-0")
-    assert lines[-1].split()[:6] == ["1", "1", "0.2168", "0.1586", "4",
-                                     "training.optimizer.lr=0.03"]
+    header = next(i for i, line in enumerate(lines) if line.startswith("rank  trial"))
+    assert lines[header + 1].split()[:6] == ["1", "1", "0.2168", "0.1586", "4",
+                                             "training.optimizer.lr=0.03"]
 
 
 @pytest.mark.slow

@@ -361,7 +361,8 @@ def test_report_prints_the_leaderboard(sweep, finished_tiny, capsys, skip_study_
     assert lines[0].startswith("study tiny: 2/")  # the budget: the study file's n_trials
     assert lines[0].endswith(f"best {study.best_value:.4f} (trial {study.best_trial.number})")
     header = next(i for i, line in enumerate(lines) if line.startswith("rank  trial"))
-    rows = [line.split() for line in lines[header + 1:]]
+    end = lines.index("", header)  # the answer follows the leaderboard
+    rows = [line.split() for line in lines[header + 1:end]]
     ranked = sorted(study.trials, key=lambda t: t.value)
     assert [row[1] for row in rows] == [str(t.number) for t in ranked]
     assert [row[2] for row in rows] == [f"{t.value:.4f}" for t in ranked]
@@ -372,7 +373,8 @@ def test_report_prints_the_leaderboard(sweep, finished_tiny, capsys, skip_study_
     top = sweep.run_cli(capsys, [f"study={TINY_STUDY}", f"storage.url={finished_tiny}",
                                  "top=1"], entry=report_module.main)
     assert top.code == 0
-    assert top.out.splitlines() == lines[header:header + 2]  # header + the best trial
+    assert top.out.splitlines()[:3] == [*lines[header:header + 2], ""]  # the best trial
+    assert top.out.splitlines()[-1].endswith("runs/tiny/report.html")
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

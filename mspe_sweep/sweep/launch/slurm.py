@@ -253,7 +253,7 @@ def report_command(plan: Plan) -> str:
 
 
 class SlurmLauncher:
-    """One job array of ``launcher.workers`` tasks (see :class:`~mspe_sweep.sweep.launch.Launcher`).
+    """One job array of ``launcher.workers`` tasks (see :class:`~.launch.Launcher`).
 
     Without ``launcher.wait`` it returns once the array is submitted (:attr:`detached`); the
     tasks report to the study's storage and tracking on their own.
