@@ -72,13 +72,23 @@ def compose_typed(config_name: str, overrides: Sequence[str], schema: type) -> D
         typed = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         OmegaConf.resolve(typed)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(describe_config_error(exc)) from None
+        raise UserError(describe_config_error(exc, schema)) from None
+    except ValueError as exc:  # Hydra's defaults list: `model=5` (a group given a number)
+        groups = group_options([p.name for p in CONFIG_DIR.iterdir() if p.is_dir()])
+        given = [(k, v) for k, _, v in (o.partition("=") for o in overrides)
+                 if k in groups and v not in groups[k]]
+        if "Config group override" not in str(exc) or not given:
+            raise
+        group, value = given[0]
+        raise UserError(f"{group}={value}: no such option in configs/{group}/ (valid: "
+                        f"{', '.join(groups[group])})") from None
     OmegaConf.set_readonly(typed, True)
     return typed
 
 
-def describe_config_error(exc: Exception) -> str:
-    """Turn a Hydra/OmegaConf exception into one line naming the key and what is valid."""
+def describe_config_error(exc: Exception, schema: type | None = None) -> str:
+    """Turn a Hydra/OmegaConf exception into one line naming the key and what is valid;
+    ``schema`` is the dataclass the config was typed by (default: the run config)."""
     key = getattr(exc, "full_key", None)
     text = str(exc)
     missing_option = re.search(r"Could not find '([\w/]+)/(\w+)'", text)
@@ -87,7 +97,8 @@ def describe_config_error(exc: Exception) -> str:
         valid = ", ".join(group_options([group])[group])
         return f"{group}={option}: no such option in configs/{group}/ (valid: {valid})"
     given_to_section = re.search(r"is not a subclass of (\w+)\. value: (.*)", text)
-    section = section_key(given_to_section.group(1)) if given_to_section else None
+    section = (section_key(given_to_section.group(1), schema or RunConfig)
+               if given_to_section else None)
     if section:
         (key, first), value = section, given_to_section.group(2).strip()
         return (f"{key}={value}: {key} is a group of keys, not a value; set one of them "

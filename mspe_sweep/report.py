@@ -1,5 +1,5 @@
 """`python -m mspe_sweep.report study=<name> [storage=...]`: a study's leaderboard, its
-confirmation (if one ran) and the PE answer, read-only.
+confirmation (if one ran) and the PE answer; the study's storage is only read.
 
 Nothing is trained. Also refreshes the study's plots in ``runs/<study>/plots/`` and its page
 ``runs/<study>/report.html`` and, when the study has an MLflow parent run, uploads them there.
@@ -52,8 +52,7 @@ def report(args: Sequence[str]) -> str:
                 or int(declared["n_trials"]))
     runs_dir = mspe_home() / "runs" / name
     files = write_study_plots(study, runs_dir / "plots")
-    answer = answer_study(study, metric, runs_dir,
-                          extra_pngs=[f for f in files if f.suffix == ".png"])
+    answer = answer_study(study, metric, runs_dir)
     files += answer.files
     text = (leaderboard(study, metric, top=int(top)) if top
             else f"{summary(study, metric, n_trials)}\n\n{answer.text}")

@@ -55,6 +55,7 @@ CASES = [
     ("train", lambda d: ["device=tpu"], ["device=tpu"]),
     ("train", lambda d: ["training.optimizer=adam"], ["training.optimizer.type=adam"]),
     ("train", lambda d: ["model=gat"], ["model=gat", "graph_transformer"]),
+    ("train", lambda d: ["pe=rwse", "model=5"], ["model=5", "graph_transformer"]),
     ("train", lambda d: ["training.epoch=3"], ["training.epoch"]),
     ("train", lambda d: ["training.epochs=abc"], ["training.epochs"]),
     ("train", lambda d: ["training.epochs"], ["training.epochs", "key=value"]),
@@ -125,7 +126,15 @@ CASES = [
     ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "confirm.seeds=1"],
      ["confirm.seeds=1", ">= 2"]),
     ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "confirm.top=3"], ["confirm.top"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "confirm=5"],
+     ["confirm=5", "confirm.top_k=5"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "launcher=5"],
+     ["launcher=5", "local, slurm"]),
     ("confirm", lambda d: [f"study={_study_file(d, 'ok')}"], ["no study named 'tiny'"]),
+    ("confirm", lambda d: [f"study={_study_file(d, 'ok')}", "study.n_trials=9"],
+     ["study.n_trials=9", "confirm.seeds"]),
+    ("run", lambda d: [f"study={_study_file(d, 'ok')}", "confirm.top_k=2"],
+     ["confirm.top_k=2", "mspe_sweep.confirm"]),
 ]
 
 

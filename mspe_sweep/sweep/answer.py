@@ -16,6 +16,7 @@ from mspe_sweep.sweep.confirm_table import (
     format_confirmation,
 )
 from mspe_sweep.sweep.pe_answer import build_pe_answer, format_pe_answer
+from mspe_sweep.sweep.plots import STUDY_PLOTS
 from mspe_sweep.sweep.records import StudyRecord
 from mspe_sweep.sweep.report_html import publish_answer
 
@@ -42,22 +43,20 @@ def linked_confirmation(sweep: optuna.Study, metric: str) -> Confirmation | None
     name = StudyRecord(sweep).confirm_study
     if name is None:
         return None
-    # Study has no public accessor for its storage object (only load_study's URL route,
-    # which would open a second connection pool), hence _storage.
-    confirmation = optuna.load_study(study_name=name, storage=sweep._storage)
-    return build_confirmation(sweep, confirmation, metric)
+    return build_confirmation(sweep, StudyRecord(sweep).load_linked(name), metric)
 
 
-def answer_study(sweep: optuna.Study, metric: str, runs_dir: Path,
-                 extra_pngs: list[Path] | None = None) -> Answer:
+def answer_study(sweep: optuna.Study, metric: str, runs_dir: Path) -> Answer:
     """Build the sweep's answer and write it: plots in ``runs_dir/plots``, the page
-    ``runs_dir/report.html`` (``extra_pngs``, e.g. the study plots, embedded first). Never
-    raises for a plot or the page: they are logged and left out of ``files``."""
+    ``runs_dir/report.html`` (the study plots already there embedded first, whichever command
+    wrote them). Never raises for a plot or the page: they are logged and left out of
+    ``files``."""
     confirmation = linked_confirmation(sweep, metric)
     answer = build_pe_answer(sweep, metric, confirmation)
     source = StudyRecord(sweep).data_source
     files = publish_answer(sweep, metric, runs_dir, confirmation=confirmation, answer=answer,
                            data_note=f"data: {source}" if source else None,
-                           extra_pngs=extra_pngs or [])
+                           extra_pngs=[png for name in STUDY_PLOTS
+                                       if (png := runs_dir / "plots" / f"{name}.png").is_file()])
     parts = [format_confirmation(confirmation)] if confirmation else []
     return Answer("\n\n".join([*parts, format_pe_answer(answer)]), files, confirmation)

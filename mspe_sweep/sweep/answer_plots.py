@@ -29,7 +29,7 @@ import optuna
 from matplotlib.figure import Figure
 
 from mspe_sweep.sweep.pe_answer import PeAnswer, finite_complete, trial_kind
-from mspe_sweep.sweep.plots import PLOTLYJS
+from mspe_sweep.sweep.plots import PLOTLYJS, write_atomically
 from mspe_sweep.sweep.reporting import format_value
 
 if TYPE_CHECKING:
@@ -60,8 +60,9 @@ def write_answer_plots(study: optuna.Study, answer: PeAnswer, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     plots = {"pe_kinds": lambda: _kinds_data(study, answer),
-             "lr_warmup": lambda: _heatmap_data(study),
-             "confirm_curves": lambda: _curves_data(confirmation)}
+             "lr_warmup": lambda: _heatmap_data(study)}
+    if confirmation is not None:  # a study without one simply has no curves to show
+        plots["confirm_curves"] = lambda: _curves_data(confirmation)
     drawers = {"pe_kinds": (_kinds_png, _kinds_html), "lr_warmup": (_heat_png, _heat_html),
                "confirm_curves": (_curves_png, _curves_html)}
     for name, gather in plots.items():
@@ -71,7 +72,8 @@ def write_answer_plots(study: optuna.Study, answer: PeAnswer, out_dir: Path,
         png_fn, html_fn = drawers[name]
         for path, draw in ((out_dir / f"{name}.png", png_fn),
                            (out_dir / f"{name}.html", html_fn)):
-            if _attempt(path.name, partial(draw, data, answer.metric, path)) is not None:
+            write = partial(write_atomically, path, partial(draw, data, answer.metric))
+            if _attempt(path.name, write) is not None:
                 written.append(path)
     return written
 
@@ -86,7 +88,7 @@ def _attempt(what: str, fn: Callable[[], object]) -> object | None:
         log.warning("answer plots: %s skipped: %s: %s", what, type(exc).__name__, exc)
         return None
     if isinstance(result, str):  # the reason there is nothing to draw
-        log.info("answer plots: %s skipped: %s", what, result)
+        log.debug("answer plots: %s skipped: %s", what, result)
         return None
     return True if result is None else result
 

@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-from typing import Any, Mapping, Sequence
+import logging
+from typing import Mapping, Sequence
 
 import optuna
+from optuna.trial import TrialState
 
 from mspe_sweep.config import mspe_home
 from mspe_sweep.errors import UserError
 from mspe_sweep.pipeline import build_dataset
 from mspe_sweep.sweep.answer import Answer, answer_study
-from mspe_sweep.sweep.confirm_table import write_csv
+from mspe_sweep.sweep.confirm_table import config_ranks, write_csv
 from mspe_sweep.sweep.factories import ComponentSpec, derive_seed
 from mspe_sweep.sweep.objective import Objective
 from mspe_sweep.sweep.plan import Plan
 from mspe_sweep.sweep.prepare import (
     Sweep,
     build_plan,
-    check_identity,
     check_locations,
     load_spec,
     open_existing_study,
@@ -48,18 +48,14 @@ from mspe_sweep.sweep.reporting import ranked
 from mspe_sweep.sweep.storage import create_study_once
 from mspe_sweep.tracking import Tracker, build_tracker
 
+log = logging.getLogger(__name__)
+
 SUFFIX = "/confirm"
 
 
 def confirmation_name(study_name: str) -> str:
     """The confirmation study of a sweep: ``<study>/confirm``."""
     return f"{study_name}{SUFFIX}"
-
-
-def config_key(params: Mapping[str, Any]) -> str:
-    """A stable key of a configuration's params (12 hex digits)."""
-    text = json.dumps(dict(params), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def confirm_seeds(study_seed: int, key: str, original_seed: int, seeds: int) -> list[int]:
@@ -79,27 +75,29 @@ def confirm_seeds(study_seed: int, key: str, original_seed: int, seeds: int) -> 
     return found
 
 
-def select_configs(study: optuna.Study, top_k: int, study_seed: int) -> dict[str, dict]:
-    """The sweep's ``top_k`` best distinct configurations (by params), best first.
+def select_configs(study: optuna.Study, top_k: int, study_seed: int,
+                   selected: Mapping[str, dict] | None = None) -> dict[str, dict]:
+    """The configurations to confirm: ``selected`` (an earlier run's choice, kept: its seeds
+    are what the table measures, so a rerun while the sweep still runs never swaps them), then
+    the sweep's best distinct configurations not selected yet, until there are ``top_k``.
 
     Returns:
-        ``{config key: {"rank", "trial", "params", "seed", "value"}}``: the rank among
-        distinct configurations, and the best COMPLETE trial with these params (the draw that
-        got them selected), its seed and value.
+        ``{config key: {"rank", "trial", "params", "seed", "value"}}``: the rank among the
+        sweep's distinct configurations when selected, and the best COMPLETE trial with these
+        params (the draw that got them selected), its seed and value.
     """
-    chosen: dict[str, dict] = {}
-    for trial in ranked(study):
-        if len(chosen) == top_k:
+    chosen = dict(selected or {})
+    for key, (rank, trial) in config_ranks(study).items():
+        if len(chosen) >= top_k:
             break
-        key = config_key(trial.params)
         if key in chosen:
             continue
         record = TrialRecord(trial)
         # Trials written before seeds were recorded: the seed the objective derived.
         seed = record.seed if record.seed is not None else derive_seed(study_seed,
                                                                        record.root_number)
-        chosen[key] = {"rank": len(chosen) + 1, "trial": trial.number,
-                       "params": dict(trial.params), "seed": int(seed), "value": trial.value}
+        chosen[key] = {"rank": rank, "trial": trial.number, "params": dict(trial.params),
+                       "seed": int(seed), "value": trial.value}
     return chosen
 
 
@@ -121,6 +119,36 @@ def queue_trials(confirmation: optuna.Study, selection: Mapping[str, Mapping], s
     return queued
 
 
+def check_same_runs(sweep: optuna.Study, identity: dict, force: bool) -> None:
+    """New seeds must train what the sweep trained: the same data, run overrides and space.
+
+    Raises:
+        UserError: The command line's identity differs from the sweep's (without
+            ``study.force``, which only warns: the table then mixes two kinds of runs).
+    """
+    stored = StudyRecord(sweep).identity
+    if stored is None or stored.get("hash") == identity["hash"]:
+        return
+    details = []
+    for key in (k for k in identity if k != "hash" and stored.get(k) != identity[k]):
+        if key == "run_overrides":
+            before, now = stored.get(key) or [], identity[key]
+            missing = [o for o in before if o not in now]
+            extra = [o for o in now if o not in before]
+            parts = ([f"missing {' '.join(missing)}"] if missing else []) + (
+                [f"extra {' '.join(extra)}"] if extra else [])
+            details.append(f"run overrides: {', '.join(parts) or 'in another order'}")
+        else:
+            details.append(f"{key} differs")
+    message = (f"this command line does not match the runs of study {sweep.study_name!r} "
+               f"({'; '.join(details)}): give the run overrides its `python -m mspe_sweep.run` "
+               "had")
+    if not force:
+        raise UserError(f"{message} (or study.force=true to confirm anyway)")
+    log.warning("study.force=true: %s; confirming anyway, so its seeds and the new ones "
+                "train different things", message)
+
+
 def prepare_confirmation(args: Sequence[str]) -> Sweep | None:
     """Validate, select the configurations, create ``<study>/confirm`` once and queue its
     trials: the confirmation's phase 1, as :func:`~mspe_sweep.sweep.prepare.prepare` is the
@@ -131,7 +159,10 @@ def prepare_confirmation(args: Sequence[str]) -> Sweep | None:
             identity differs from the command line's (the trials would not be comparable), or
             a sweep without a COMPLETE trial.
     """
-    driver, run_overrides = parse_args(args)
+    budget = ("a confirmation runs confirm.top_k configurations x confirm.seeds seeds; "
+              "study.n_trials and study.timeout are the study's (python -m mspe_sweep.run)")
+    driver, run_overrides = parse_args(args, refused={"study.n_trials": budget,
+                                                      "study.timeout": budget})
     spec, base_cfg = load_spec(driver, run_overrides)
     name, seeds = confirmation_name(spec.name), driver.confirm.seeds
     if not check_locations(driver, name):
@@ -139,11 +170,9 @@ def prepare_confirmation(args: Sequence[str]) -> Sweep | None:
     url, storage, sweep = open_existing_study(driver, spec.name)
     tracker = build_tracker(driver.tracking.backend, driver.tracking.uri, mspe_home())
     dataset = build_dataset(base_cfg, with_pe=False)
-    if not driver.study.force:  # the same data and run overrides as the sweep's trials
-        check_identity(sweep, study_identity(spec, dataset.fingerprint, run_overrides),
-                       force=False)
-    chosen = select_configs(sweep, driver.confirm.top_k, spec.seed)
-    if not chosen:
+    check_same_runs(sweep, study_identity(spec, dataset.fingerprint, run_overrides),
+                    driver.study.force)
+    if not ranked(sweep):
         raise UserError(f"study {spec.name!r} has no COMPLETE trial to confirm yet (python -m "
                         f"mspe_sweep.report study={driver.study.name} shows its state)")
     confirmation = create_study_once(storage, name, spec.direction,
@@ -151,16 +180,19 @@ def prepare_confirmation(args: Sequence[str]) -> Sweep | None:
                                      optuna.pruners.NopPruner())
     StudyRecord(sweep).link_confirmation(confirmation)
     record = StudyRecord(confirmation)
-    # Configurations selected by an earlier run keep their sweep rank and original trial.
-    selection = {**chosen, **record.selection}
+    selection = select_configs(sweep, driver.confirm.top_k, spec.seed, record.selection)
     if selection != record.selection:
         record.set_selection(selection)
     queued = queue_trials(confirmation, selection, seeds, spec.seed)
-    total = len(selection) * (seeds - 1)
+    total = len({(r.confirm_config, r.confirm_seed) for r in record.trials()
+                 if r.confirm_config in selection})
     record.set_n_trials(total)
     record.set_metric_name(spec.metric)
-    print(f"confirm:  {len(selection)} configuration(s) of {spec.name} x {seeds} seeds (the "
-          f"sweep's trial is one): {total} trials, {queued} queued now", flush=True)
+    kept = len(selection) - driver.confirm.top_k
+    print(f"confirm:  {len(selection)} configuration(s) of {spec.name}"
+          + (f" ({kept} more than top_k: selected by an earlier run, kept)" if kept > 0 else "")
+          + f" x {seeds} seeds (the sweep's trial is one): {total} trials, {queued} queued now",
+          flush=True)
     # Queued trials only, so the sampler never draws; nothing is pruned.
     confirm_spec = dataclasses.replace(spec, name=name, n_trials=total,
                                        sampler=ComponentSpec("random"),
@@ -172,10 +204,8 @@ def prepare_confirmation(args: Sequence[str]) -> Sweep | None:
 
 def confirmed_sweep(confirmation: optuna.Study) -> optuna.Study:
     """The sweep a confirmation study confirms, from the same storage."""
-    # Study has no public accessor for its storage object (only load_study's URL route,
-    # which would open a second connection pool), hence _storage.
-    return optuna.load_study(study_name=StudyRecord(confirmation).confirms,
-                             storage=confirmation._storage)
+    record = StudyRecord(confirmation)
+    return record.load_linked(record.confirms)
 
 
 def publish_confirmation(plan: Plan, confirmation: optuna.Study, tracker: Tracker) -> Answer:
@@ -191,9 +221,26 @@ def publish_confirmation(plan: Plan, confirmation: optuna.Study, tracker: Tracke
     return answer
 
 
+def duplicate_of(trial: optuna.Trial) -> int | None:
+    """An earlier trial queued for the same (configuration, seed) that is not over, or None.
+
+    Two ``confirm`` commands started at the same moment both see a pair missing and both
+    queue it (storages have no compare-and-set); the later copy is then skipped when a worker
+    takes it. A FAIL predecessor does not count: its retry is the pair's next attempt.
+    """
+    pair = RunningTrial(trial).queued_confirmation()[:2]
+    for other in StudyRecord(trial.study).trials(TrialState.WAITING, TrialState.RUNNING,
+                                                 TrialState.COMPLETE):
+        if other.number < trial.number and (other.confirm_config,
+                                             other.confirm_seed) == pair:
+            return other.number
+    return None
+
+
 class ConfirmObjective(Objective):
     """The sweep's objective for a queued confirmation trial: its seed is the queued one, and
-    its tracking run is tagged with the configuration's key, sweep rank and seed."""
+    its tracking run (``confirm-<n>``) is tagged with the configuration's key, sweep rank and
+    seed."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         if RunningTrial(trial).queued_confirmation() is None:
@@ -201,6 +248,10 @@ class ConfirmObjective(Objective):
             # loser: it has nothing to confirm.
             raise optuna.TrialPruned("not a queued confirmation trial (another worker took "
                                      "the last one)")
+        twin = duplicate_of(trial)
+        if twin is not None:
+            raise optuna.TrialPruned(f"the same configuration and seed as trial {twin} "
+                                     "(queued twice by two confirm commands at once)")
         return super().__call__(trial)
 
     def trial_seed(self, trial: optuna.Trial, root: int) -> int:
@@ -210,3 +261,6 @@ class ConfirmObjective(Objective):
         key, seed, rank = RunningTrial(trial).queued_confirmation()
         return {**super().run_tags(trial), "mspe.phase": "confirm", "mspe.confirm.config": key,
                 "mspe.confirm.rank": str(rank), "mspe.seed": str(seed)}
+
+    def run_name(self, trial: optuna.Trial) -> str:
+        return f"confirm-{trial.number}"

@@ -9,18 +9,24 @@ the text table, the CSV, ``report.html`` and the plots all read.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.sweep.records import StudyRecord, TrialRecord
-from mspe_sweep.sweep.reporting import Table, format_value, text_table
+from mspe_sweep.sweep.reporting import (
+    Table,
+    format_number,
+    format_params,
+    ranked,
+    text_table,
+)
 from mspe_sweep.sweep.stats import WELCH_MIN_N, Comparison, SeedStats, compare, seed_stats
 
 
@@ -51,13 +57,14 @@ class ConfirmedConfig:
 
     Attributes:
         key: Stable key of its params (``config_key``).
-        sweep_rank: Its rank among the sweep's distinct configurations when selected (1 = best).
+        sweep_rank: Its rank among the sweep's distinct configurations now (1 = best).
         params: The sampled params, as in the sweep.
         runs: Its COMPLETE seeds, the original first.
         pending: Seeds queued or running, not COMPLETE yet.
         val: Statistics of the validation metric over ``runs``.
         test: Statistics of the test metric over the runs that have one; None if none.
         vs_best: The test against the winner's seeds; None for the winner itself.
+        failed: Seeds that failed on their own (not retried; a crash is retried instead).
     """
 
     key: str
@@ -68,16 +75,21 @@ class ConfirmedConfig:
     val: SeedStats
     test: SeedStats | None
     vs_best: Comparison | None
+    failed: int = 0
 
     @property
     def original(self) -> SeedRun:
         return self.runs[0]
 
     @property
-    def gap(self) -> float:
-        """Original single-seed value minus the confirmed mean: the selection bias measured
-        (negative for a minimized metric whose lucky draw looked better than the mean)."""
-        return self.original.value - self.val.mean
+    def gap(self) -> float | None:
+        """The selection bias measured: the original single-seed value minus the mean of the
+        NEW seeds (the original is the draw that got the configuration selected, so a mean
+        that includes it would hide part of its luck); None before a new seed is COMPLETE.
+        Negative for a minimized metric whose selecting draw looked better than fresh seeds.
+        """
+        fresh = [run.value for run in self.runs[1:]]
+        return self.original.value - sum(fresh) / len(fresh) if fresh else None
 
 
 @dataclass(frozen=True)
@@ -88,8 +100,9 @@ class Confirmation:
         study: The sweep's name (the confirmation study is ``<study>/confirm``).
         metric: The study metric (``val/mae``).
         direction: ``minimize`` or ``maximize``.
-        seeds: Seeds per configuration asked for (``confirm.seeds``, the original included).
-        configs: The configurations, best confirmed mean first.
+        seeds: The most seeds a configuration has or waits for (the original included).
+        configs: The configurations, best confirmed mean first (those with fewer than two
+            seeds last: one seed confirms nothing).
     """
 
     study: str
@@ -104,9 +117,9 @@ class Confirmation:
 
     @property
     def selection_bias(self) -> float | None:
-        """The mean gap (original single-seed value minus confirmed mean) over configurations
-        with at least two seeds; None before any has two."""
-        gaps = [c.gap for c in self.configs if c.val.n >= 2]
+        """The mean gap (see :attr:`ConfirmedConfig.gap`) over the configurations that have
+        one; None before any has a new seed."""
+        gaps = [c.gap for c in self.configs if c.gap is not None]
         return sum(gaps) / len(gaps) if gaps else None
 
 
@@ -116,66 +129,82 @@ def _seed_run(trial: FrozenTrial, seed: int, original: bool) -> SeedRun:
                    curve={int(step): float(v) for step, v in trial.intermediate_values.items()})
 
 
+def config_key(params: Mapping[str, Any]) -> str:
+    """A stable key of a configuration's params (12 hex digits)."""
+    text = json.dumps(dict(params), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def config_ranks(study: optuna.Study) -> dict[str, tuple[int, FrozenTrial]]:
+    """The study's distinct configurations (by params), best first: ``{config key: (rank,
+    its best COMPLETE trial)}``, rank 1 the best."""
+    ranks: dict[str, tuple[int, FrozenTrial]] = {}
+    for trial in ranked(study):
+        ranks.setdefault(config_key(trial.params), (len(ranks) + 1, trial))
+    return ranks
+
+
 def build_confirmation(sweep: optuna.Study, confirmation: optuna.Study,
                        metric: str) -> Confirmation:
     """The confirmation's table from the two studies, as they stand (trials may be running);
     ``metric`` is the study metric (``val/mae``)."""
     selection = StudyRecord(confirmation).selection
     sweep_trials = sweep.get_trials(deepcopy=False)
+    ranks = config_ranks(sweep)
     complete: dict[str, dict[int, SeedRun]] = {key: {} for key in selection}
-    pending = dict.fromkeys(selection, 0)
+    pending, failed = dict.fromkeys(selection, 0), dict.fromkeys(selection, 0)
     for record in StudyRecord(confirmation).trials():
         key, seed = record.confirm_config, record.confirm_seed
         if key not in selection:
-            continue  # the race's stray trial, or a selection written by other code
+            continue  # a stray trial of two workers' race for the last queued one
         if record.state == TrialState.COMPLETE:
             complete[key].setdefault(seed, _seed_run(record.trial, seed, original=False))
         elif record.state in (TrialState.WAITING, TrialState.RUNNING):
             pending[key] += 1
+        elif record.state == TrialState.FAIL and record.fail_reason:
+            failed[key] += 1
     rows = []
     for key, chosen in selection.items():
         original = _seed_run(sweep_trials[chosen["trial"]], chosen["seed"], original=True)
         runs = (original, *complete[key].values())
         tests = [run.test for run in runs if run.test is not None]
-        rows.append((key, chosen, runs, seed_stats([run.value for run in runs]),
+        rows.append((key, ranks.get(key, (chosen["rank"],))[0], runs,
+                     seed_stats([run.value for run in runs]),
                      seed_stats(tests) if tests else None))
     sign = -1.0 if confirmation.direction == StudyDirection.MAXIMIZE else 1.0
-    rows.sort(key=lambda row: (sign * row[3].mean, row[1]["rank"]))
+    rows.sort(key=lambda row: (row[3].n < 2, sign * row[3].mean, row[1]))
     best_values = [run.value for run in rows[0][2]] if rows else []
     configs = []
-    for index, (key, chosen, runs, val, test) in enumerate(rows):
+    for index, (key, rank, runs, val, test) in enumerate(rows):
         values = [run.value for run in runs]
         vs_best = (compare(best_values, values) if index and len(values) + len(best_values) >= 3
                    else None)
-        configs.append(ConfirmedConfig(key=key, sweep_rank=int(chosen["rank"]),
-                                       params=dict(chosen["params"]), runs=runs,
+        configs.append(ConfirmedConfig(key=key, sweep_rank=rank,
+                                       params=dict(selection[key]["params"]), runs=runs,
                                        pending=pending[key], val=val, test=test,
-                                       vs_best=vs_best))
+                                       vs_best=vs_best, failed=failed[key]))
     seeds = max((len(c.runs) + c.pending for c in configs), default=0)
     return Confirmation(study=sweep.study_name, metric=metric, seeds=seeds,
                         direction=confirmation.direction.name.lower(), configs=tuple(configs))
-
-
-def _number(value: float | None, spec: str = ".4f") -> str:
-    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
 def confirmation_table(confirmation: Confirmation) -> Table:
     """One row per confirmed configuration, best confirmed mean first."""
     rows = []
     for rank, config in enumerate(confirmation.configs, 1):
-        seeds = str(config.val.n) + (f" (+{config.pending} pending)" if config.pending else "")
+        more = [f"+{config.pending} pending"] * bool(config.pending) + (
+            [f"{config.failed} failed"] if config.failed else [])
+        seeds = str(config.val.n) + (f" ({', '.join(more)})" if more else "")
         cmp = config.vs_best
         vs = ("winner", "-", "-", "-") if cmp is None else (
-            cmp.test, _number(cmp.p_value, ".3g"), _number(cmp.min_p, ".3g"),
+            cmp.test, format_number(cmp.p_value, ".3g"), format_number(cmp.min_p, ".3g"),
             "yes" if cmp.distinguishable else "no")
         original = config.original
         rows.append((str(rank), str(config.sweep_rank), seeds, config.val.format(),
-                     _number(config.val.std),
+                     format_number(config.val.std),
                      "-" if config.test is None else config.test.format(),
                      f"{original.value:.4f} (seed {original.seed})",
-                     f"{config.gap:+.4f}" if config.val.n >= 2 else "-", *vs,
-                     " ".join(f"{k}={format_value(v)}" for k, v in config.params.items())))
+                     format_number(config.gap, "+.4f"), *vs, format_params(config.params)))
     metric = confirmation.metric
     return Table(("rank", "sweep rank", "seeds", f"{metric} mean ± 95% CI", "std",
                   "test mean ± 95% CI", "single seed", "gap", "vs best", "p", "min p",
@@ -183,16 +212,17 @@ def confirmation_table(confirmation: Confirmation) -> Table:
 
 
 def selection_bias(confirmation: Confirmation) -> str:
-    """A sentence with the mean gap (original − confirmed mean) over configs with >= 2 seeds."""
+    """A sentence with the mean gap (single seed − mean of the new seeds) over the configs."""
     mean = confirmation.selection_bias
     if mean is None:
-        return "Selection bias: not measured yet (no configuration has 2 or more seeds)."
-    gaps = [c for c in confirmation.configs if c.val.n >= 2]
+        return "Selection bias: not measured yet (no configuration has a new seed)."
+    measured = sum(c.gap is not None for c in confirmation.configs)
     lucky = "below" if confirmation.direction == "minimize" else "above"
-    return (f"Selection bias measured: the mean gap (original single-seed value − confirmed "
-            f"mean) over {len(gaps)} configuration(s) is {mean:+.4f}. A gap {lucky} zero means "
-            f"the sweep's single seed looked better than the configuration's average: the "
-            f"sweep's best values are optimistic by about that much.")
+    return (f"Selection bias measured: the mean gap (the single-seed value that selected a "
+            f"configuration − the mean of its new seeds) over {measured} configuration(s) is "
+            f"{mean:+.4f}. A gap {lucky} zero means the selecting draw looked better than "
+            f"fresh seeds of the same configuration: the sweep's best values are optimistic "
+            f"by about that much. The mean ± 95% CI column includes the selecting seed.")
 
 
 def test_sentence(confirmation: Confirmation) -> str:

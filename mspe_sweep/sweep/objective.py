@@ -58,6 +58,10 @@ class Objective:
         """Extra tags of the trial's tracking run (None values are left out)."""
         return {"mspe.dataset_fingerprint": self.data.fingerprint if self.data else None}
 
+    def run_name(self, trial: optuna.Trial) -> str | None:
+        """The trial's tracking run name; None: the tracker's ``trial-<n>``."""
+        return None
+
     def trial_overrides(self, trial: optuna.Trial, root: int) -> list[str]:
         """The run-config overrides that define this trial (and reproduce it with ``train``).
 
@@ -82,8 +86,8 @@ class Objective:
             record.set_overrides(overrides)
             fixed = [o for o in overrides if o.partition("=")[0] not in trial.params]
             run = self.tracker.start_trial(trial.number, trial.params, fixed, overrides,
-                                           self.run_tags(trial),
-                                           retry_of_run_id=retry_of, data=self.data)
+                                           self.run_tags(trial), retry_of_run_id=retry_of,
+                                           data=self.data, run_name=self.run_name(trial))
             record.set_mlflow_run_id(run.run_id)
             result = self._train(trial, overrides, run_dir, run, resuming=root != trial.number)
             self._record(record, result, run, run_dir)

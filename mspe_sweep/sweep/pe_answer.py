@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.sweep.importances import Importance, param_importances
 from mspe_sweep.sweep.records import TrialRecord
-from mspe_sweep.sweep.reporting import Table, counts, format_value, text_table
+from mspe_sweep.sweep.reporting import Table, counts, format_number, format_value, text_table
 
 if TYPE_CHECKING:
     from mspe_sweep.sweep.confirm_table import Confirmation, ConfirmedConfig
@@ -219,17 +219,14 @@ def _value_order(value: Any) -> tuple[int, float, str]:
 # --- tables -------------------------------------------------------------------------------
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def _confirmed(stats: SeedStats | None) -> str:
     return "-" if stats is None else f"{stats.format()} (n={stats.n})"
 
 
 def _group_cells(row: GroupRow) -> tuple[str, ...]:
     trial = "-" if row.best_trial is None else str(row.best_trial)
-    return (str(row.trials), str(row.complete), _num(row.best), trial, _num(row.median),
+    return (str(row.trials), str(row.complete), format_number(row.best), trial,
+            format_number(row.median),
             _confirmed(row.confirmed))
 
 

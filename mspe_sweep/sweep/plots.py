@@ -12,6 +12,7 @@ error) is skipped with a log line: plotting never fails a study.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -23,6 +24,22 @@ from optuna.trial import TrialState
 log = logging.getLogger(__name__)
 
 PLOTLYJS = "cdn"
+# The study plots (each as HTML and PNG), as report.html embeds them.
+STUDY_PLOTS = ("optimization_history", "param_importances", "parallel_coordinate",
+               "intermediate_values")
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temp path)``, then rename it to ``path``: a reader (report.html embedding a
+    PNG, an MLflow upload) never sees a half-written file when two commands of one study
+    publish at once. The temp file keeps the suffix, which matplotlib reads the format from.
+    """
+    temp = path.with_name(f".{os.getpid()}-{path.name}")
+    try:
+        write(temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def _plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
@@ -65,12 +82,15 @@ def write_study_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     written: list[Path] = []
     for name, (plotly_fn, mpl_fn) in _plots(study).items():
         html, png = out_dir / f"{name}.html", out_dir / f"{name}.png"
-        if _attempt(f"{name}.html", lambda: _write_html(plotly_fn(study), html)):
+        if _attempt(f"{name}.html", lambda: write_atomically(
+                html, lambda to: _write_html(plotly_fn(study), to))):
             written.append(html)
-        if _attempt(f"{name}.png", lambda: _write_png(mpl_fn, study, png)):
+        if _attempt(f"{name}.png", lambda: write_atomically(
+                png, lambda to: _write_png(mpl_fn, study, to))):
             written.append(png)
     csv = out_dir / "trials.csv"
-    if _attempt("trials.csv", lambda: study.trials_dataframe().to_csv(csv, index=False)):
+    if _attempt("trials.csv", lambda: write_atomically(
+            csv, lambda to: study.trials_dataframe().to_csv(to, index=False))):
         written.append(csv)
     return written
 

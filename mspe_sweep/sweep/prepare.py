@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
@@ -62,12 +62,19 @@ def is_driver_override(arg: str) -> bool:
     return key.split(".", 1)[0] in DRIVER_KEYS
 
 
-def parse_args(args: Sequence[str]) -> tuple[DictConfig, list[str]]:
+def parse_args(args: Sequence[str], refused: Mapping[str, str] | None = None
+               ) -> tuple[DictConfig, list[str]]:
     """Split arguments into the driver config and the run-config overrides (in order).
 
     ``study=<name>`` picks ``studies/<name>.yaml``; ``study.n_trials=5`` and friends override
-    the study file's driver settings.
+    the study file's driver settings. ``refused`` maps driver keys (or sections) the command
+    does not use to the reason, so that they are an error rather than silently ignored.
     """
+    for arg in args:
+        key = arg.partition("=")[0].lstrip("+~")
+        for prefix, why in (refused or {}).items():
+            if key == prefix or key.startswith(f"{prefix}."):
+                raise UserError(f"{arg}: {why}")
     driver_args = [a for a in args if is_driver_override(a)]
     run_overrides = [a for a in args if not is_driver_override(a)]
     driver_args = [f"study.name={a.partition('=')[2]}" if a.startswith("study=") else a
@@ -231,7 +238,8 @@ def prepare(args: Sequence[str]) -> Sweep | None:
         The prepared sweep; None with ``launcher.dry_run=true``, which stops after the checks
         and prints what would be launched (the batch script), opening and creating nothing.
     """
-    driver, run_overrides = parse_args(args)
+    driver, run_overrides = parse_args(args, refused={
+        "confirm": "confirm.* keys are for python -m mspe_sweep.confirm"})
     spec, base_cfg = load_spec(driver, run_overrides)
     sampler = build_sampler(spec.sampler, spec.seed, spec.params)
     pruner = build_pruner(spec.pruner)

@@ -295,6 +295,12 @@ class StudyRecord:
         """On a confirmation study: the name of the sweep it confirms."""
         return self.study.user_attrs.get(CONFIRMS)
 
+    def load_linked(self, name: str) -> optuna.Study:
+        """Another study of the same storage: a sweep's confirmation, or the reverse."""
+        # Study has no public accessor for its storage object (only load_study's URL route,
+        # which would open a second connection pool), hence _storage.
+        return optuna.load_study(study_name=name, storage=self.study._storage)
+
     def link_confirmation(self, confirmation: optuna.Study) -> None:
         """Link this sweep and its confirmation study both ways."""
         if self.confirm_study != confirmation.study_name:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
@@ -37,7 +36,8 @@ from mspe_sweep.sweep.confirm_table import (
     selection_bias,
     test_sentence,
 )
-from mspe_sweep.sweep.reporting import Table, format_value, leaderboard_table
+from mspe_sweep.sweep.plots import write_atomically
+from mspe_sweep.sweep.reporting import Table, format_params, leaderboard_table
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #e5e
 figcaption { color: #555; font-size: 0.9em; } .empty { color: #777; font-style: italic; }
 """
 _NUMERIC = set("0123456789.-+eE±[], ()n=%")
-
-
-def _num(value: float | None, spec: str = ".4f") -> str:
-    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
 def _table_html(table: Table, table_id: str, empty: str) -> str:
@@ -125,7 +121,9 @@ def write_report_html(path: Path, *, study_name: str, metric: str, leaderboard: 
     else:
         winner = confirmation.winner
         if winner is not None:
-            parts.append(f"<p><b>Confirmed winner:</b> <code>{escape(_params(winner.params))}"
+            params = escape(format_params(winner.params))
+            label = "Confirmed winner" if winner.val.n >= 2 else "Best so far (one seed only)"
+            parts.append(f"<p><b>{label}:</b> <code>{params}"
                          f"</code>: {escape(metric)} {escape(winner.val.format())} over "
                          f"{winner.val.n} seed(s).</p>")
         parts += [f"<p>{escape(test_sentence(confirmation))}</p>",
@@ -149,12 +147,10 @@ def write_report_html(path: Path, *, study_name: str, metric: str, leaderboard: 
             f"<title>{escape(study_name)}: report</title><style>{CSS}</style></head>"
             f"<body>\n{chr(10).join(parts)}\n</body></html>\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_atomically(path, lambda to: to.write_text(page, encoding="utf-8"))
     return path
 
 
-def _params(params: dict) -> str:
-    return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
 def publish_answer(study: optuna.Study, metric: str, runs_dir: Path, *,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import logging
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -93,6 +94,16 @@ def format_value(value) -> str:
     return str(value)
 
 
+def format_params(params: Mapping[str, Any]) -> str:
+    """``training.optimizer.lr=0.001252 pe=rwse``: params as a table shows them."""
+    return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+def format_number(value: float | None, spec: str = ".4f") -> str:
+    """A metric in a table: ``-`` for None and NaN."""
+    return "-" if value is None or math.isnan(value) else format(value, spec)
+
+
 @dataclass(frozen=True)
 class Table:
     """A table as strings, shared by the text report and ``report.html``."""
@@ -116,7 +127,7 @@ def leaderboard_table(study: optuna.Study, metric: str, top: int = 10) -> Table:
     for rank, trial in enumerate(ranked(study)[:top], 1):
         record = TrialRecord(trial)
         test, epoch = record.test_metric, record.best_epoch
-        params = " ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+        params = format_params(trial.params)
         rows.append((str(rank), str(trial.number), f"{trial.value:.4f}",
                      "-" if test is None else f"{test:.4f}",
                      "-" if epoch is None else str(epoch), params))

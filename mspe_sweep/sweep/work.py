@@ -138,8 +138,7 @@ def publish_results(plan: Plan, study: optuna.Study, tracker: Tracker, parent: s
         files = answer.files
     else:
         files = write_study_plots(study, plan.runs_dir / "plots") if with_plots else []
-        answer = answer_study(study, plan.spec.metric, plan.runs_dir,
-                              extra_pngs=[f for f in files if f.suffix == ".png"])
+        answer = answer_study(study, plan.spec.metric, plan.runs_dir)
         files = [*files, *answer.files]
     track_progress(tracker, parent, study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

@@ -85,7 +85,7 @@ class Tracker:
     def start_trial(self, trial_number: int, params: Mapping[str, Any],
                     fixed_overrides: Sequence[str], overrides: Sequence[str],
                     tags: Mapping[str, str], retry_of_run_id: str | None = None,
-                    data: DataRecord | None = None) -> TrialRun:
+                    data: DataRecord | None = None, run_name: str | None = None) -> TrialRun:
         """Open a child run for a trial; see :class:`MlflowTracker`."""
         return TrialRun()
 

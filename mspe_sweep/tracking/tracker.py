@@ -158,7 +158,8 @@ class MlflowTracker(Tracker):
     def start_trial(self, trial_number: int, params: Mapping[str, Any],
                     fixed_overrides: Sequence[str], overrides: Sequence[str],
                     tags: Mapping[str, str], retry_of_run_id: str | None = None,
-                    data: DataRecord | None = None) -> MlflowTrialRun:
+                    data: DataRecord | None = None,
+                    run_name: str | None = None) -> MlflowTrialRun:
         """Create the child run ``trial-<n>`` (see the package docstring for params and tags).
 
         Args:
@@ -170,6 +171,7 @@ class MlflowTracker(Tracker):
             retry_of_run_id: The run of the crashed attempt this trial retries: if still
                 RUNNING it is set FAILED, ``mspe.state=CRASHED``, ``mspe.retried_by=<new id>``.
             data: The trial's data, logged as the run's dataset input (``context=training``).
+            run_name: The run's name instead of ``trial-<n>``.
         """
         if self.study is None:
             raise RuntimeError("Tracker.start_study must be called before start_trial")
@@ -183,7 +185,7 @@ class MlflowTracker(Tracker):
         run_tags.update({names.clean_key(k): str(v) for k, v in tags.items() if v is not None})
         run_tags = {k: names.truncate(v, names.MAX_TAG_VALUE) for k, v in run_tags.items()}
         return MlflowTrialRun(self, trial_number, names.trial_params(params, fixed_overrides),
-                              run_tags, retry_of_run_id, data)
+                              run_tags, retry_of_run_id, data, name=run_name)
 
     def mark_crashed(self, run_id: str, new_run_id: str) -> None:
         """End a crashed attempt's run (if still RUNNING) and point it at its retry."""

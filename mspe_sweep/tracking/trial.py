@@ -72,13 +72,14 @@ class MlflowTrialRun(TrialRun):
         tags: Run tags (without ``mlflow.parentRunId``, added once the parent is known).
         retry_of: Run id of the crashed attempt this trial retries, or None.
         data: The trial's data, logged once as the run's dataset input.
+        name: The run's name (default ``trial-<number>``).
     """
 
     def __init__(self, tracker: MlflowTracker, number: int, params: dict[str, str],
                  tags: dict[str, str], retry_of: str | None,
-                 data: DataRecord | None = None) -> None:
+                 data: DataRecord | None = None, name: str | None = None) -> None:
         self.tracker, self.guard, self.client = tracker, tracker.guard, tracker.client
-        self.name = f"trial-{number}"
+        self.name = name or f"trial-{number}"
         self.params, self.tags, self.retry_of, self.data = params, tags, retry_of, data
         self.run_id: str | None = None
         self.pending: list[Metric] = []

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from process_state import preserved_process_state
 
+import mspe_sweep.sweep.confirm as confirm_module
 import mspe_sweep.sweep.work as work_module
 from mspe_sweep import report as report_module
 from mspe_sweep import run as run_module
@@ -51,11 +52,12 @@ def skip_study_plots(monkeypatch):
         calls.append(study.study_name)
         return []
 
-    def fake_answer_study(study, metric, runs_dir, extra_pngs=None):
+    def fake_answer_study(study, metric, runs_dir):
         return Answer("(the study's answer: not built in in-process tests)")
 
     for module in (work_module, report_module):
         monkeypatch.setattr(module, "write_study_plots", fake_write_study_plots)
+    for module in (work_module, report_module, confirm_module):
         monkeypatch.setattr(module, "answer_study", fake_answer_study)
     return calls
 

@@ -14,15 +14,16 @@ from optuna.trial import TrialState, create_trial
 
 from mspe_sweep.sweep.confirm import (
     ConfirmObjective,
-    config_key,
     confirm_seeds,
     confirmation_name,
+    duplicate_of,
     prepare_confirmation,
     queue_trials,
     select_configs,
 )
 from mspe_sweep.sweep.confirm_table import (
     build_confirmation,
+    config_key,
     confirmation_table,
     format_confirmation,
     write_csv,
@@ -84,6 +85,17 @@ def test_select_configs_takes_distinct_configurations_best_first():
     assert len(select_configs(sweep_study(), top_k=10, study_seed=0)) == 3  # PRUNED left out
 
 
+def test_a_selection_is_kept_when_the_sweep_finds_a_better_configuration_later():
+    study = sweep_study()
+    first = select_configs(study, top_k=2, study_seed=0)
+    add(study, 0.10, 0.005, "none", seed=16)  # the still-running sweep finds a new best
+    again = select_configs(study, top_k=2, study_seed=0, selected=first)
+    assert again == first  # no swap: the seeds already trained measure these two
+    grown = select_configs(study, top_k=3, study_seed=0, selected=first)
+    assert list(grown)[:2] == list(first) and grown[list(grown)[2]]["trial"] == 5
+    assert grown[list(grown)[2]]["rank"] == 1  # its rank in the sweep when it was selected
+
+
 def test_queue_trials_queues_each_configuration_and_seed_once():
     selection = select_configs(sweep_study(), top_k=2, study_seed=0)
     confirmation = optuna.create_study(study_name="s/confirm")
@@ -97,7 +109,7 @@ def test_queue_trials_queues_each_configuration_and_seed_once():
     assert {r.confirm_rank for r in waiting} == {1, 2}
 
 
-def confirmed(values_by_rank: dict[int, list[float]], pending: int = 0):
+def confirmed(values_by_rank: dict[int, list[float]], pending: int = 0, failed: int = 0):
     """A sweep, its confirmation with COMPLETE trials of these values, and the table."""
     sweep = sweep_study()
     selection = select_configs(sweep, top_k=2, study_seed=0)
@@ -109,10 +121,13 @@ def confirmed(values_by_rank: dict[int, list[float]], pending: int = 0):
             attrs = TrialRecord.confirm_attrs(key, seed, chosen["rank"])
             add(confirmation, value, **{k: v for k, v in chosen["params"].items()}, seed=seed,
                 test=value + 0.05, attrs=attrs)
+    key, chosen = next(iter(selection.items()))
     for _ in range(pending):
-        key, chosen = next(iter(selection.items()))
         confirmation.enqueue_trial(chosen["params"],
                                    user_attrs=TrialRecord.confirm_attrs(key, 99, 1))
+    for seed in range(failed):  # failed on their own (a reason): not retried
+        add(confirmation, None, **chosen["params"], seed=seed, state=TrialState.FAIL,
+            attrs={**TrialRecord.confirm_attrs(key, seed, 1), "fail_reason": "NaN loss"})
     return build_confirmation(sweep, confirmation, "val/mae")
 
 
@@ -126,13 +141,21 @@ def test_build_confirmation_ranks_by_mean_and_measures_the_gap():
     assert winner.val.std == pytest.approx(0.05)
     assert winner.original.original and winner.original.value == 0.40
     assert winner.original.seed == 12 and winner.original.curve == {1: 0.9, 2: 0.4}
-    assert winner.gap == pytest.approx(0.05) and other.gap == pytest.approx(-0.10)
-    assert table.selection_bias == pytest.approx(-0.025)
+    # The gap compares the selecting draw with the NEW seeds only: 0.40 - 0.325, 0.30 - 0.45.
+    assert winner.gap == pytest.approx(0.075) and other.gap == pytest.approx(-0.15)
+    assert table.selection_bias == pytest.approx(-0.0375)
     assert winner.vs_best is None and other.vs_best.test == "permutation"
     assert other.pending == 1 and winner.pending == 0 and table.seeds == 4
     assert other.test.mean == pytest.approx((0.35 + 0.50 + 0.50) / 3)
     half = 4.302652729911275 * 0.05 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n)
     assert winner.val.high - winner.val.mean == pytest.approx(half)
+
+
+def test_one_seed_confirms_nothing_and_ranks_after_confirmed_configurations():
+    # Sweep rank 1's single draw (0.30) beats every mean, but it has no new seed yet.
+    table = confirmed({1: [], 2: [0.45, 0.50]})
+    assert [(c.sweep_rank, c.val.n) for c in table.configs] == [(2, 3), (1, 1)]
+    assert table.configs[1].gap is None and table.selection_bias == pytest.approx(-0.075)
 
 
 def test_table_text_and_csv_show_every_configuration(tmp_path):
@@ -151,8 +174,17 @@ def test_table_text_and_csv_show_every_configuration(tmp_path):
     assert rows[1]["vs_best_test"] == "permutation" and rows[0]["vs_best_p"] == ""
 
 
+def test_seeds_that_failed_on_their_own_are_counted_and_shown():
+    table = confirmed({1: [0.45], 2: [0.30]}, pending=1, failed=1)
+    config = next(c for c in table.configs if c.sweep_rank == 1)
+    assert (config.val.n, config.pending, config.failed) == (2, 1, 1)
+    shown = confirmation_table(table)
+    assert "2 (+1 pending, 1 failed)" in [row[2] for row in shown.rows]
+
+
 def test_a_configuration_without_confirmed_seeds_yet_has_one_value_and_no_interval():
     table = confirmed({1: [], 2: []}, pending=2)
+    assert table.configs[0].sweep_rank == 1  # both one seed: the sweep's order
     assert [c.val.n for c in table.configs] == [1, 1]
     assert math.isnan(table.configs[0].val.low) and table.selection_bias is None
     assert "0.3000" in format_confirmation(table)
@@ -181,6 +213,20 @@ def test_a_queue_only_worker_runs_the_queued_trials_then_stops(tmp_path):
     assert len(objective.seen) == 2 and len(study.trials) == 2
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert {t.params["pe"] for t in study.trials} == {"rwse"}
+
+
+def test_a_pair_queued_twice_runs_once():
+    # Two confirm commands started at once both queued the same (configuration, seed).
+    study = optuna.create_study()
+    selection = select_configs(sweep_study(), top_k=1, study_seed=0)
+    queue_trials(study, selection, seeds=2, study_seed=0)
+    key, chosen = next(iter(selection.items()))
+    seed = confirm_seeds(0, key, chosen["seed"], 2)[0]
+    study.enqueue_trial(chosen["params"], user_attrs=TrialRecord.confirm_attrs(key, seed, 1))
+    first, second = study.ask(), study.ask()
+    assert duplicate_of(first) is None and duplicate_of(second) == first.number
+    study.tell(first, state=TrialState.FAIL)  # crashed: its retry is the pair's next attempt
+    assert duplicate_of(second) is None
 
 
 def test_a_trial_that_was_not_queued_is_pruned_without_training(tmp_path):
@@ -225,5 +271,6 @@ def test_confirm_refuses_a_study_with_nothing_to_confirm(tmp_path):
     prepare(args)
     with pytest.raises(UserError, match="no COMPLETE trial to confirm"):
         prepare_confirmation(args)
-    with pytest.raises(UserError, match="different identity"):
+    add(optuna.load_study(study_name="tiny", storage=url), 0.5, 0.01, "rwse", seed=3)
+    with pytest.raises(UserError, match="run overrides: extra training.batch_size=8"):
         prepare_confirmation([*args, "training.batch_size=8"])

@@ -67,5 +67,9 @@ def test_confirm_survives_a_kill_and_confirms_each_seed_once(tmp_path, sweep):
     parent_files = {f.path for f in client.list_artifacts(parent, "plots")}
     assert "plots/confirmation.csv" in parent_files
 
+    assert {r.info.run_name for r in finished} == {f"confirm-{r.number}" for r in complete}
+    page = (home / "runs/tiny/report.html").read_text()
+    assert 'id="confirmation"' in page and "optimization_history.png" in page  # both kept
+
     code, out = sweep.run_sub("mspe_sweep.report", args, home, tmp_path / "report.log")
     assert code == 0 and "confirmation of tiny" in out, out
