@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
-from matplotlib.figure import Figure
 
 from mspe_sweep.sweep.pe_answer import PeAnswer, finite_complete, trial_kind
 from mspe_sweep.sweep.plots import PLOTLYJS, write_atomically
@@ -109,6 +108,8 @@ def _kinds_data(study, answer: PeAnswer) -> dict | str:
 
 
 def _kinds_png(data: dict, metric: str, path: Path) -> None:
+    from matplotlib.figure import Figure  # imported when a plot is drawn
+
     kinds = list(data["values"])
     fig = Figure(figsize=(1.6 * len(kinds) + 3, 4.5))
     ax = fig.subplots()
@@ -190,6 +191,8 @@ def _heat_title(metric: str) -> str:
 
 
 def _heat_png(data: dict, metric: str, path: Path) -> None:
+    from matplotlib.figure import Figure  # imported when a plot is drawn
+
     z, n = data["z"], data["n"]
     fig = Figure(figsize=(1.3 * z.shape[1] + 3, 0.7 * z.shape[0] + 2.5))
     ax = fig.subplots()
@@ -246,6 +249,8 @@ def _curves_title(metric: str) -> str:
 
 
 def _curves_png(series: list, metric: str, path: Path) -> None:
+    from matplotlib.figure import Figure  # imported when a plot is drawn
+
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
     labelled: set[int] = set()

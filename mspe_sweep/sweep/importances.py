@@ -24,10 +24,13 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
-from optuna.importance import BaseImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:  # optuna.importance takes ~1 s to import: only when a report is built
+    from optuna.importance import BaseImportanceEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,8 @@ def param_importances(study: optuna.Study) -> tuple[tuple[Importance, ...], tupl
         notes.append(f"importances come from only {len(complete)} COMPLETE trials (fewer than "
                      f"{MIN_TRUSTED_TRIALS}): treat them as hints, not findings")
     copy = _complete_copy(study, complete)
+    from optuna.importance import PedAnovaImportanceEvaluator
+
     ped = _evaluate("PED-ANOVA", copy, PedAnovaImportanceEvaluator, notes)
     fanova = _evaluate("fANOVA", copy, _fanova, notes)
     conditional = [p for p in params if any(p not in t.params for t in complete)]

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy import stats as _st
 
 WELCH_MIN_N = 5  # both samples at least this large -> Welch's t-test, else the exact test
 # Relative tolerance for float ties: differences of means summed in another order differ by
@@ -92,6 +91,8 @@ def seed_stats(values: Sequence[float], confidence: float = 0.95) -> SeedStats:
     if n < 2:
         return SeedStats(n=n, mean=mean, std=math.nan, low=math.nan, high=math.nan)
     std = float(x.std(ddof=1))
+    from scipy import stats as _st  # ~2 s to import: only when a table is built
+
     half = float(_st.t.ppf((1.0 + confidence) / 2.0, n - 1)) * std / math.sqrt(n)
     return SeedStats(n=n, mean=mean, std=std, low=mean - half, high=mean + half)
 
@@ -157,6 +158,8 @@ def _welch_p(x: np.ndarray, y: np.ndarray, tol: float) -> float:
         return 0.0
     t = diff / math.sqrt(vx + vy)
     df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
+    from scipy import stats as _st
+
     return float(2.0 * _st.t.sf(abs(t), df))
 
 
