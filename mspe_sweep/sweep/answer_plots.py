@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import optuna
 
-from mspe_sweep.sweep.pe_answer import PeAnswer, finite_complete, trial_kind
+from mspe_sweep.sweep.pe_answer import PeAnswer, trial_kind
 from mspe_sweep.sweep.plots import PLOTLYJS, write_atomically
-from mspe_sweep.sweep.reporting import format_value
+from mspe_sweep.sweep.reporting import finite_complete, format_value
 
 if TYPE_CHECKING:
     from mspe_sweep.sweep.confirm_table import Confirmation
@@ -230,8 +230,6 @@ def _heat_html(data: dict, metric: str, path: Path) -> None:
 
 
 def _curves_data(confirmation) -> list | str:
-    if confirmation is None:
-        return "no confirmation"
     series = []
     for index, config in enumerate(confirmation.configs):
         # The last segment of each key keeps the legend readable (lr=0.0013 warmup_epochs=5).

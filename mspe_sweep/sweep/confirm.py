@@ -19,7 +19,6 @@ larger ``confirm.seeds`` (or ``confirm.top_k``) queues only what is missing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from typing import Mapping, Sequence
 
@@ -68,8 +67,7 @@ def confirm_seeds(study_seed: int, key: str, original_seed: int, seeds: int) -> 
     index = 0
     while len(found) < seeds - 1:
         index += 1
-        digest = hashlib.sha256(f"{study_seed}:confirm:{key}:{index}".encode()).digest()
-        seed = int.from_bytes(digest[:4], "little") % (2**31 - 1)
+        seed = derive_seed(study_seed, "confirm", key, index)
         if seed != original_seed and seed not in found:
             found.append(seed)
     return found

@@ -9,7 +9,6 @@ the text table, the CSV, ``report.html`` and the plots all read.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from mspe_sweep.sweep.records import StudyRecord, TrialRecord
+from mspe_sweep.sweep.records import StudyRecord, TrialRecord, json_digest
 from mspe_sweep.sweep.reporting import (
     Table,
     format_number,
@@ -131,8 +130,7 @@ def _seed_run(trial: FrozenTrial, seed: int, original: bool) -> SeedRun:
 
 def config_key(params: Mapping[str, Any]) -> str:
     """A stable key of a configuration's params (12 hex digits)."""
-    text = json.dumps(dict(params), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return json_digest(dict(params), 12)
 
 
 def config_ranks(study: optuna.Study) -> dict[str, tuple[int, FrozenTrial]]:

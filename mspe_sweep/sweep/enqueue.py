@@ -17,8 +17,6 @@ added to the file later is queued on the next run. Workers pop WAITING trials ol
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +29,7 @@ from optuna.distributions import (
 )
 
 from mspe_sweep.errors import UserError
-from mspe_sweep.sweep.records import StudyRecord
+from mspe_sweep.sweep.records import StudyRecord, json_digest
 from mspe_sweep.sweep.space import condition_holds, same_value
 
 if TYPE_CHECKING:
@@ -45,8 +43,7 @@ _FORM = "a mapping {searched param: value}, e.g. {training.optimizer.lr: 0.001, 
 def entry_key(entry: Mapping[str, Any]) -> str:
     """The stable key of one (validated) entry: the same values give the same key, in any
     order, on every run of the command."""
-    text = json.dumps(dict(entry), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_digest(dict(entry), 16)
 
 
 def _space(dist: BaseDistribution) -> str:

@@ -185,10 +185,12 @@ def build_sampler(
     return _construct("sampler", spec.type, cls, kwargs, where)
 
 
-def derive_seed(study_seed: int, trial_number: int) -> int:
-    """A seed from the study seed and a number: a trial's (its ORIGINAL number, so it is stable
-    on retry), or the count of trials a resumed study already has (for its sampler)."""
-    digest = hashlib.sha256(f"{study_seed}:{trial_number}".encode()).digest()
+def derive_seed(study_seed: int, *salt: object) -> int:
+    """A seed from the study seed and a salt: a trial's number (its ORIGINAL number, so it is
+    stable on retry), the count of trials a resumed study already has (for its sampler), or a
+    confirmation's ``"confirm", config key, index``."""
+    text = ":".join(str(part) for part in (study_seed, *salt))
+    digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:4], "little") % (2**31 - 1)
 
 

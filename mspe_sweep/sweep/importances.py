@@ -20,7 +20,6 @@ at least 5 trials in its top 10%, i.e. ~50 trials).
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from mspe_sweep.sweep.reporting import finite_complete
 
 if TYPE_CHECKING:  # optuna.importance takes ~1 s to import: only when a report is built
     from optuna.importance import BaseImportanceEvaluator
@@ -64,8 +65,7 @@ def param_importances(study: optuna.Study) -> tuple[tuple[Importance, ...], tupl
         trials the table is empty, and an evaluator that fails leaves its column empty; the
         notes say why.
     """
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)]
+    complete = finite_complete(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     params = sorted({name for trial in complete for name in trial.params})
     if len(complete) < 2 or not params:
         return (), ((f"importances: need at least 2 COMPLETE trials with searched params, "

@@ -16,18 +16,24 @@ tables come with a note saying why.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from mspe_sweep.sweep.importances import Importance, param_importances
 from mspe_sweep.sweep.records import TrialRecord
-from mspe_sweep.sweep.reporting import Table, counts, format_number, format_value, text_table
+from mspe_sweep.sweep.reporting import (
+    Table,
+    counts,
+    finite_complete,
+    format_number,
+    format_value,
+    text_table,
+)
 
 if TYPE_CHECKING:
     from mspe_sweep.sweep.confirm_table import Confirmation, ConfirmedConfig
@@ -107,12 +113,6 @@ def trial_kind(trial: FrozenTrial) -> str:
     return DEFAULT_KIND
 
 
-def finite_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The COMPLETE trials with a finite value: the only ones a best or median may use."""
-    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-            and math.isfinite(t.value)]
-
-
 def build_pe_answer(study: optuna.Study, metric: str,
                     confirmation: Confirmation | None = None) -> PeAnswer:
     """Build the PE answer of a sweep.
@@ -169,7 +169,7 @@ def _config_kinds(confirmation: Confirmation | None,
         if KIND_PARAM in config.params:
             kind = str(config.params[KIND_PARAM])
         else:
-            original = sweep.get(config.original.trial) if config.runs else None
+            original = sweep.get(config.original.trial)
             kind = trial_kind(original) if original is not None else DEFAULT_KIND
         result.append((kind, config))
     return result

@@ -9,8 +9,6 @@ storage: everything that can be wrong is checked before the storage is opened, a
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,7 +32,7 @@ from mspe_sweep.sweep.enqueue import enqueue_known
 from mspe_sweep.sweep.factories import build_pruner, build_sampler, study_sampler
 from mspe_sweep.sweep.launch import check_launcher, dry_run
 from mspe_sweep.sweep.plan import Plan
-from mspe_sweep.sweep.records import StudyRecord
+from mspe_sweep.sweep.records import StudyRecord, json_digest
 from mspe_sweep.sweep.spec import StudySpec, find_study_file, load_study
 from mspe_sweep.sweep.storage import build_storage, create_study_once, default_storage_url
 from mspe_sweep.text import mask_url
@@ -112,8 +110,7 @@ def study_identity(spec: StudySpec, fingerprint: str, run_overrides: Sequence[st
         "dataset": fingerprint,
         "run_overrides": [*spec.fixed, *run_overrides],
     }
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
-    return {"hash": digest.hexdigest()[:16], **payload}
+    return {"hash": json_digest(payload, 16), **payload}
 
 
 def check_identity(study: optuna.Study, identity: dict, force: bool) -> None:

@@ -11,6 +11,8 @@ Optuna's public API is used wherever it has a route; the few private uses are co
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from typing import Any
 
@@ -53,6 +55,14 @@ CONFIRMS = "confirms"  # on a confirmation study: the name of the sweep it confi
 SELECTION = "confirm_selection"  # on a confirmation study: {config key: selected config}
 DATA_SOURCE = "data_source"  # the study's data in words (its start-up `data:` line)
 ENQUEUED = "enqueued"  # on a sweep: keys of the study file's `enqueue` entries already queued
+
+
+def json_digest(value: Any, length: int) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``value`` as sorted JSON: the keys
+    stored in studies (identity hash, configuration and ``enqueue`` entry keys) never depend on
+    dict order or on the process."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def _retried_trial_number(trial: FrozenTrial) -> int | None:

@@ -65,6 +65,13 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return study.best_trial
 
 
+def finite_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The COMPLETE trials with a finite value: the only ones a best, median or importance
+    may use."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+            and math.isfinite(t.value)]
+
+
 def budget_done(study: optuna.Study) -> int:
     """Finished trials: what the budget counts (COMPLETE + PRUNED)."""
     c = counts(study)

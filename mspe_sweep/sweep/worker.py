@@ -192,14 +192,13 @@ class Worker:
     def _next_step(self, started: float) -> bool:
         limits = self.limits
         recover_abandoned_trials(self.study, limits.max_retry, limits.grace_period)
-        done = budget_done(self.study)
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if limits.queue_only:
             if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 # Nothing queued: done, unless a running trial may crash and be queued again.
                 unresolved = [t for t in running if not owned_here_and_alive(t)]
                 return bool(unresolved) and self._wait("queue empty; waiting for", unresolved)
-        elif done >= limits.n_trials:
+        elif (done := budget_done(self.study)) >= limits.n_trials:
             # Done, unless a trial that may have crashed elsewhere still needs a retry.
             unresolved = [t for t in running if not owned_here_and_alive(t)]
             return bool(unresolved) and self._wait("budget reached; waiting for", unresolved)
