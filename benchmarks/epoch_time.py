@@ -66,12 +66,14 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_batch(run: Run, batches: list, warmup: int = 3) -> float:
-    """Trains the first ``warmup`` batches untimed, then the rest; seconds per timed batch."""
-    run.trainer.train_epoch(batches[:warmup])
+def seconds_per_batch(run: Run, batches: list, warmup: int = 3, train=None) -> float:
+    """Trains the first ``warmup`` batches untimed, then the rest; seconds per timed batch.
+    ``train(batches)`` trains another model on them (default: the run's trainer)."""
+    train = train or run.trainer.train_epoch
+    train(batches[:warmup])
     synchronize(run.trainer.device)
     start = time.perf_counter()
-    run.trainer.train_epoch(batches[warmup:])
+    train(batches[warmup:])
     synchronize(run.trainer.device)
     return (time.perf_counter() - start) / len(batches[warmup:])
 

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -39,8 +38,8 @@ def bf16(forward, device: str):
 
 
 def epoch_rows(batches: int, smoke: bool) -> None:
-    from benchmarks.epoch_time import build_run, seconds_per_batch, synchronize
-    from benchmarks.reference import ReferenceGPS, reference_train_epoch
+    from benchmarks.epoch_time import build_run, seconds_per_batch
+    from benchmarks.reference import reference_for, reference_train_epoch
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -59,23 +58,16 @@ def epoch_rows(batches: int, smoke: bool) -> None:
         steps = len(run.train_loader)
         per_batch = seconds_per_batch(run, run.batches(3 + batches), warmup=3)
         results[label] = per_batch * steps
+        if dtype is None:
+            fp32 = run
         line(f"s/epoch, ours, {label}",
              f"{per_batch * steps:.2f} s on {device} ({per_batch * 1000:.1f} ms x {steps} "
              f"batches; {run.num_params:,} params)")
-    run = build_run([*base, f"device={device}"])
-    m = run.cfg.model
-    torch.manual_seed(0)
-    ref = ReferenceGPS(channels=m.hidden_dim, pe_dim=run.cfg.pe.dim,
-                       pe_in=run.dataset.pe_dims["rwse"], num_layers=m.num_layers,
-                       heads=m.heads, attn_dropout=m.attn_dropout).to(device)
+    ref = reference_for(fp32)  # the fp32 run's data and sizes: no second build
     optimizer = torch.optim.Adam(ref.parameters(), lr=1e-3)
-    all_batches = run.batches(3 + batches)
-    reference_train_epoch(ref, optimizer, all_batches[:3])
-    synchronize(device)
-    start = time.perf_counter()
-    reference_train_epoch(ref, optimizer, all_batches[3:])
-    synchronize(device)
-    ref_epoch = (time.perf_counter() - start) / batches * len(run.train_loader)
+    per_batch = seconds_per_batch(fp32, fp32.batches(3 + batches), warmup=3,
+                                  train=lambda b: reference_train_epoch(ref, optimizer, b))
+    ref_epoch = per_batch * len(fp32.train_loader)
     line("s/epoch, PyG reference GPS, fp32", f"{ref_epoch:.2f} s on {device}")
     line("ours fp32 vs the PyG reference (graphs/s)",
          f"{ref_epoch / results['fp32']:.2f}x on {device} (target on an H200: >= 3x)")

@@ -49,6 +49,16 @@ class ReferenceGPS(torch.nn.Module):
         return self.mlp(x)
 
 
+def reference_for(run) -> ReferenceGPS:
+    """The reference sized like a ``benchmarks.epoch_time.Run``'s model (seed 0), on its
+    device."""
+    m = run.cfg.model
+    torch.manual_seed(0)
+    return ReferenceGPS(channels=m.hidden_dim, pe_dim=run.cfg.pe.dim,
+                        pe_in=run.dataset.pe_dims["rwse"], num_layers=m.num_layers,
+                        heads=m.heads, attn_dropout=m.attn_dropout).to(run.trainer.device)
+
+
 def reference_train_epoch(model, optimizer, batches) -> float:
     """One pass of the example's ``train()`` over pre-collated batches; returns the loss."""
     model.train()

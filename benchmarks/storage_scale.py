@@ -28,6 +28,7 @@ without one only sqlite runs. The run works in a schema of its own, dropped at t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import socket
@@ -43,11 +44,12 @@ import optuna
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
+from mspe_sweep.schema import StorageConfig
 from mspe_sweep.sweep.storage import build_storage
 
-# What a sweep's worker passes to build_storage (configs/storage/*.yaml).
-STORAGE_OPTIONS = {"heartbeat_interval": 30, "grace_period": 90, "max_retry": 3,
-                   "outage_timeout": 600}
+# What a sweep's worker passes to build_storage: the storage.* defaults (schema.py).
+STORAGE_OPTIONS = {key: value for key, value in dataclasses.asdict(StorageConfig()).items()
+                   if key not in ("backend", "url")}
 TIERS = ("sqlite", "postgres", "grpc")
 START_TIMEOUT_S = 300
 POLL_S = 0.02

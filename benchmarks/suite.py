@@ -158,16 +158,11 @@ class ModelBench:
 
     def __init__(self, s: Settings) -> None:
         from benchmarks.epoch_time import build_run
-        from benchmarks.reference import ReferenceGPS
+        from benchmarks.reference import reference_for
 
         self.s = s
         self.run = build_run(s.model_overrides)
-        pe_in = self.run.dataset.pe_dims["rwse"]
-        m = self.run.cfg.model
-        torch.manual_seed(0)
-        self.ref = ReferenceGPS(channels=m.hidden_dim, pe_dim=self.run.cfg.pe.dim, pe_in=pe_in,
-                                num_layers=m.num_layers, heads=m.heads,
-                                attn_dropout=m.attn_dropout)
+        self.ref = reference_for(self.run)
         self.ref_opt = torch.optim.Adam(self.ref.parameters(), lr=1e-3)
         warm = 1 if s.smoke else 3
         self.batches = self.run.batches(warm + s.batches)

@@ -79,11 +79,15 @@ def compose_typed(config_name: str, overrides: Sequence[str], schema: type) -> D
                  if k in groups and v not in groups[k]]
         if "Config group override" not in str(exc) or not given:
             raise
-        group, value = given[0]
-        raise UserError(f"{group}={value}: no such option in configs/{group}/ (valid: "
-                        f"{', '.join(groups[group])})") from None
+        raise UserError(no_such_option(*given[0])) from None
     OmegaConf.set_readonly(typed, True)
     return typed
+
+
+def no_such_option(group: str, option: str) -> str:
+    """``model=gat: no such option in configs/model/ (valid: gine, graph_transformer)``."""
+    valid = ", ".join(group_options([group])[group])
+    return f"{group}={option}: no such option in configs/{group}/ (valid: {valid})"
 
 
 def describe_config_error(exc: Exception, schema: type | None = None) -> str:
@@ -93,9 +97,7 @@ def describe_config_error(exc: Exception, schema: type | None = None) -> str:
     text = str(exc)
     missing_option = re.search(r"Could not find '([\w/]+)/(\w+)'", text)
     if missing_option:
-        group, option = missing_option.groups()
-        valid = ", ".join(group_options([group])[group])
-        return f"{group}={option}: no such option in configs/{group}/ (valid: {valid})"
+        return no_such_option(*missing_option.groups())
     given_to_section = re.search(r"is not a subclass of (\w+)\. value: (.*)", text)
     section = (section_key(given_to_section.group(1), schema or RunConfig)
                if given_to_section else None)

@@ -41,6 +41,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.errors import UserError
+from mspe_sweep.sweep.outage import grpc_code
 
 HEARTBEAT_ATTR = "heartbeat"  # trial system attribute: the owner's time.time() at its last beat
 READY_TIMEOUT_S = 10
@@ -80,8 +81,7 @@ class _TimedStub:
             try:
                 return method(*args, **kwargs)
             except grpc.RpcError as exc:
-                code = exc.code() if callable(getattr(exc, "code", None)) else None
-                answered = code not in (grpc.StatusCode.UNAVAILABLE,
+                answered = grpc_code(exc) not in (grpc.StatusCode.UNAVAILABLE,
                                         grpc.StatusCode.DEADLINE_EXCEEDED)
                 raise
             finally:

@@ -88,11 +88,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sqlalchemy.exc.OperationalError) and _transient_driver_error(exc.orig)
 
 
-def _proxy_unavailable(exc: BaseException | None) -> bool:
+def grpc_code(exc: BaseException | None) -> Any:
+    """The ``grpc.StatusCode`` of a gRPC call's error, or None for any other exception."""
     grpc = sys.modules.get("grpc")  # imported by storage=grpc; absent, no call can be gRPC's
-    return (grpc is not None and isinstance(exc, grpc.RpcError)
-            and callable(getattr(exc, "code", None))
-            and exc.code() == grpc.StatusCode.UNAVAILABLE)
+    if grpc is None or not isinstance(exc, grpc.RpcError):
+        return None
+    return exc.code() if callable(getattr(exc, "code", None)) else None
+
+
+def _proxy_unavailable(exc: BaseException | None) -> bool:
+    grpc = sys.modules.get("grpc")
+    return grpc is not None and grpc_code(exc) == grpc.StatusCode.UNAVAILABLE
 
 
 def _transient_driver_error(orig: BaseException | None) -> bool:

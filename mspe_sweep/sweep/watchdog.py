@@ -56,6 +56,7 @@ from typing import Any
 from mspe_sweep.sweep import trial_process
 from mspe_sweep.sweep.launch import PLAN_ENV
 from mspe_sweep.sweep.trial_process import TRAINER_STATE
+from mspe_sweep.training.trainer import call_hooks
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +199,7 @@ class TrialProcess:
             elif kind == "hook":
                 _, hook, args, state = message
                 vars(view).update(state)
-                for callback in callbacks:  # as Trainer._call; an exception ends the child
-                    method = getattr(callback, hook, None)
-                    if callable(method):
-                        method(view, *args)
+                call_hooks(callbacks, hook, view, *args)  # an exception ends the child
                 self.conn.send(("ok", bool(view.should_stop)))
                 if hook == "on_eval_epoch_end":
                     progress = time.monotonic()

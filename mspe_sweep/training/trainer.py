@@ -28,6 +28,16 @@ LogHook = Callable[[dict, int, str], None]
 SCHEDULER_LEVELS = ("step", "epoch", "validation")
 
 
+
+def call_hooks(callbacks: Sequence[Any], hook: str, trainer: Any, *args: Any) -> None:
+    """Call ``hook(trainer, *args)`` on every callback that has it. Dispatch by name (as in
+    Lightning Fabric's build-your-own-trainer): duck-typed callbacks work, and exceptions
+    propagate untouched."""
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if callable(method):
+            method(trainer, *args)
+
 class Trainer:
     """Train and evaluate a model on PyG batches or ``(x, y)`` tuples.
 
@@ -151,12 +161,7 @@ class Trainer:
             fn(dict(metrics), self.global_step, prefix)
 
     def _call(self, hook: str, *args: Any) -> None:
-        # Dispatch by name (as in Lightning Fabric's build-your-own-trainer): duck-typed
-        # callbacks work, and exceptions propagate untouched.
-        for callback in self.callbacks:
-            method = getattr(callback, hook, None)
-            if callable(method):
-                method(self, *args)
+        call_hooks(self.callbacks, hook, self, *args)
 
     def autocast(self) -> ContextManager:
         """The autocast context for forward passes (a no-op without mixed precision)."""
