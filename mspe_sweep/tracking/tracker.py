@@ -6,22 +6,24 @@ import json
 import logging
 import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mspe_sweep.tracking import names
 from mspe_sweep.tracking.base import DataRecord, Tracker
-from mspe_sweep.tracking.guard import Guard
+from mspe_sweep.tracking.guard import Guard, is_outage
 from mspe_sweep.tracking.trial import MlflowTrialRun
 
 log = logging.getLogger("mspe_sweep.tracking")
 
 KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 PARENT_FILTER = "tags.`mspe.role` = 'parent'"
+PARENT_SETTLE_S = 0.5  # after creating a parent run, how long until looking for rivals again
 
 
 class MlflowTracker(Tracker):
@@ -79,22 +81,35 @@ class MlflowTracker(Tracker):
         name, spec, within = self.study["name"], self.study["spec"], self.study["within"]
         experiment_id = self._experiment(within[0] if within else name)
         parent = self._parent(experiment_id, name, self.study["requested"])
-        run = self.client.get_run(parent)
         new = names.study_params(spec)
+        try:
+            run = self._log_new_params(parent, new)
+        except MlflowException as exc:
+            if is_outage(exc):
+                raise
+            # Workers opening the study at once log the same params: the slower one's insert
+            # hits the rows the faster one just wrote. Once more, with what is there now.
+            run = self._log_new_params(parent, new)
         clash = sorted(k for k, v in new.items() if run.data.params.get(k, v) != v)
         if clash:
             log.warning("MLflow: study %s changed %s since its parent run was created; the "
                         "run keeps the old params (study_spec.json has the new spec)", name,
                         ", ".join(clash))
-        params = [Param(k, v) for k, v in new.items() if k not in run.data.params]
-        for start in range(0, len(params), names.MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(parent, params=params[start:start + names.MAX_PARAMS_PER_BATCH])
         self.client.log_text(parent, json.dumps(spec, indent=2, sort_keys=True, default=str),
                              "study_spec.json")
         self.client.log_text(parent, self.study["base"], "base_config.yaml")
         if run.info.status != "RUNNING":
             self.client.update_run(parent, status="RUNNING")
         self.experiment_id, self.parent_run_id = experiment_id, parent
+
+    def _log_new_params(self, run_id: str, params: Mapping[str, str]) -> Run:
+        """Log those of ``params`` the run does not have yet (params are immutable)."""
+        run = self.client.get_run(run_id)
+        missing = [Param(k, v) for k, v in params.items() if k not in run.data.params]
+        for start in range(0, len(missing), names.MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id,
+                                  params=missing[start:start + names.MAX_PARAMS_PER_BATCH])
+        return run
 
     def _experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -142,8 +157,13 @@ class MlflowTracker(Tracker):
             if within[1]:
                 tags["mlflow.parentRunId"] = within[1]
         mine = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-        # Race guard: workers that started at once each created a parent; all keep the oldest.
+        # Race guard: workers that started at once each created a parent; all keep the oldest
+        # (by the start time each client stamped). One whose create was still in flight at our
+        # first look, with an earlier stamp, shows up at the second.
         winner = self._parents(experiment_id, name)[0]
+        if winner == mine:
+            time.sleep(PARENT_SETTLE_S)
+            winner = self._parents(experiment_id, name)[0]
         if winner != mine:
             self.client.delete_run(mine)
         return winner

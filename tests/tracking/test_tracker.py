@@ -6,12 +6,13 @@ import multiprocessing
 
 import pytest
 from _tracking_helpers import BASE_YAML, SPEC
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
 
 from mspe_sweep.errors import UserError
 from mspe_sweep.tracking import Tracker, TrialRun, build_tracker
 from mspe_sweep.tracking.names import git_commit
 from mspe_sweep.training import Callback
-
 
 
 def test_build_tracker_rejects_unknown_backends(tmp_path):
@@ -86,6 +87,54 @@ def test_concurrent_start_study_keeps_one_parent(mlflow_env, mspe_home, study_na
     parents = tracker.client.search_runs([experiment.experiment_id],
                                          "tags.`mspe.role` = 'parent'")
     assert len(ids) == 1 and [r.info.run_id for r in parents] == list(ids)
+
+
+def test_a_rival_parent_stamped_earlier_but_stored_later_wins(backend, study_name):
+    # Worker B stamped its parent run first, but its create reached the store only after
+    # worker A had looked for rivals: A must still see it (second look) and yield to it.
+    tracker = backend.build()
+    real, looks, rival = tracker.client.search_runs, [], []
+
+    def search_runs(*args, **kwargs):
+        looks.append(1)
+        found = real(*args, **kwargs)
+        if len(looks) == 2:  # A's first look after creating its own parent
+            experiment = backend.client.get_experiment_by_name(study_name)
+            run = backend.client.create_run(
+                experiment.experiment_id, start_time=found[0].info.start_time - 1000,
+                run_name=study_name, tags={"mspe.role": "parent", "mspe.study": study_name})
+            rival.append(run.info.run_id)
+        return found
+
+    tracker.client.search_runs = search_runs
+    assert tracker.start_study(study_name, None, SPEC, BASE_YAML) == rival[0]
+    experiment = backend.client.get_experiment_by_name(study_name)
+    parents = backend.client.search_runs([experiment.experiment_id], "tags.`mspe.role` = 'parent'")
+    assert [r.info.run_id for r in parents] == rival and len(looks) == 3
+
+
+def test_a_worker_that_loses_the_params_race_still_opens_the_study(backend, study_name,
+                                                                   caplog):
+    # Two workers open a study whose spec gained a key: both log it, the slower one's insert
+    # hits the row the other just wrote (the server answers 400: UNIQUE constraint failed).
+    parent = backend.build().start_study(study_name, None, SPEC, BASE_YAML)
+    spec = {**SPEC, "extra_key": 1}
+    tracker = backend.build()
+    real, calls = tracker.client.log_batch, []
+
+    def log_batch(run_id, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            assert backend.build().start_study(study_name, None, spec, BASE_YAML) == parent
+            raise MlflowException("UNIQUE constraint failed: params.key, params.run_uuid",
+                                  error_code=BAD_REQUEST)
+        return real(run_id, **kwargs)
+
+    tracker.client.log_batch = log_batch
+    assert tracker.start_study(study_name, None, spec, BASE_YAML) == parent
+    assert [p.key for p in calls[0]["params"]] == ["study.extra_key"] and len(calls) == 1
+    assert backend.client.get_run(parent).data.params["study.extra_key"] == "1"
+    assert "failed and was skipped" not in caplog.text
 
 
 def test_child_run_hierarchy_params_and_tags(backend, study_name):
