@@ -84,3 +84,53 @@ def test_yaml_round_trip_and_overrides():
 def test_from_yaml_rejects_a_foreign_config():
     with pytest.raises(UserError, match="ckpt.pt: stored config is not a valid run config"):
         from_yaml("training: {epochs: many}\n", "ckpt.pt")
+
+
+COMPOSITIONS = [
+    ["dataset=zinc_rdkit", "dataset.train_size=500", "pe=rwse", "training.optimizer.lr=0.001"],
+    ["pe=rwse", "pe.rwse.steps=24", "training.epochs=3", "model=gine"],
+    ["training.epochs=3", "~training.scheduler", "pe=heat", "+training.note=a b"],
+    ["dataset=synthetic", "training.optimizer={lr: 0.5}", "training.optimizer.lr=2e-3"],
+    # a value before a deletion or a force-add of its own key: Hydra's order decides
+    ["training.scheduler.warmup_epochs=2", "~training.scheduler"],
+    ["training.epochs=3", "++training.epochs=4"],
+    ["training.epochs=abc"],  # composes: the schema rejects it afterwards
+    ["training.nope=1"], ["pe=nope"], ["training.epochs"], ["model=5"],
+    ["pe.rwse.steps=choice(1,2)"], ["~training.nope"],
+]
+
+
+@pytest.mark.parametrize("overrides", COMPOSITIONS, ids=lambda o: " ".join(o))
+def test_a_reused_composition_equals_hydras_own(overrides):
+    # Trials reuse the composition of their config groups (config._compose): the config, or
+    # the error, must be exactly what Hydra's compose gives for the same overrides.
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mspe_sweep.config import RUN_CONFIG, _compose
+
+    def outcome(fn):
+        try:
+            return OmegaConf.to_yaml(fn())
+        except Exception as exc:  # noqa: BLE001 - the error is the outcome compared
+            return f"{type(exc).__name__}: {exc}"
+
+    def hydra():
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name=RUN_CONFIG, overrides=list(overrides))
+
+    for _ in range(2):  # the second time from the cache
+        assert outcome(lambda: _compose(RUN_CONFIG, tuple(overrides))) == outcome(hydra)
+
+
+def test_trials_that_differ_in_values_compose_their_groups_once():
+    from mspe_sweep.config import _compose_groups
+
+    _compose_groups.cache_clear()
+    configs = [compose_run_config(["pe=rwse", f"training.optimizer.lr={lr}"])
+               for lr in (1e-3, 2e-3, 3e-3)]
+    assert [c.training.optimizer.lr for c in configs] == [1e-3, 2e-3, 3e-3]
+    assert _compose_groups.cache_info().misses == 1 and _compose_groups.cache_info().hits == 2
+    # each config is its own copy: the cached composition is never changed by a trial
+    assert compose_run_config(["pe=rwse"]).training.optimizer.lr == compose_run_config(
+        []).training.optimizer.lr
