@@ -332,29 +332,32 @@ class CacheBench:
 class StudyBench:
     """A study's per-trial cost and its start-up, each against its bare minimum.
 
-    Per round one ``python -m mspe_sweep.run`` of a fresh 3-trial study (a warm ``MSPE_HOME``:
-    its storage and MLflow databases exist, data and PE are cached) gives the time from its
-    second trial's start to its third's (everything a trial costs, between-trial work
-    included; the process is stopped as the third trial starts training) and the time from
-    process start to its first epoch. Peers: a bare
-    ``train_from_config`` of the same overrides in a process of its own (``benchmarks._bare``,
-    also warm: it has run once before), and a process that only
-    imports torch and torch_geometric.
+    Per round one ``python -m mspe_sweep.run`` of a fresh 6-trial study (a warm ``MSPE_HOME``:
+    its storage and MLflow databases exist, data and PE are cached) gives the median time
+    from one trial's start to the next's over trials 1 to 5 (everything a trial costs,
+    between-trial work included; trial 0 is left out, it pays the process's first-time costs;
+    the process is stopped as the last trial starts training) and the time from process start
+    to its first epoch. Peers: the median of as many bare ``train_from_config`` runs of the
+    same overrides in a process of its own (``benchmarks._bare``, also warm: it has run once
+    before), and a process that only imports torch and torch_geometric. Four samples a side
+    per round: one sample was at the mercy of a busy neighbour.
     """
 
-    TRIALS = 3
+    TRIALS = 6  # --smoke: 3 (one gap)
 
     def __init__(self, s: Settings) -> None:
         from mspe_sweep.config import mspe_home
 
         self.s = s
+        self.trials = 3 if s.smoke else self.TRIALS
         self.home = mspe_home() / "bench" / "study"
         self.data = mspe_home() / "data"
         self.overrides = (*s.trial_overrides, f"dataset.root={self.data}",
                           "training.progress=false", "training.optimizer.lr=0.001")
         self.rows = {
             "trial": Row("per-trial cost", "bare train_from_config", "s", "cost", 1.05,
-                         note=f"{self.TRIALS}-trial studies, trial 2->3"),
+                         note=f"{self.trials}-trial studies, median gap of trials 1->"
+                              f"{self.trials - 1}"),
             "startup": Row("study start-up to first epoch", "import torch + PyG", "s", "cost",
                            note="target <= 4 s"),
         }
@@ -375,19 +378,19 @@ class StudyBench:
         fixed = ", ".join(self.overrides[:-1])
         path = self.home / f"{name}.yaml"
         path.write_text(
-            f"name: {name}\ndirection: minimize\nmetric: val/mae\nn_trials: {self.TRIALS}\n"
+            f"name: {name}\ndirection: minimize\nmetric: val/mae\nn_trials: {self.trials}\n"
             f"seed: 0\npruner: {{type: none}}\nfixed: [{fixed}]\n"
             f"params:\n  training.optimizer.lr: choice(0.001)\n")
         return path
 
-    def _study(self, name: str) -> tuple[float, float]:
+    def _study(self, name: str) -> tuple[list[float], float]:
         import optuna
 
         mark = self.home / f"{name}.mark"
         mark.unlink(missing_ok=True)
         storage = f"sqlite:///{self.home / 'optuna.db'}"
         env = {**os.environ, "MSPE_HOME": str(self.home), "MSPE_BENCH_MARK": str(mark),
-               "MSPE_BENCH_EXIT_AT_FIT": str(self.TRIALS)}  # stop as the last trial starts
+               "MSPE_BENCH_EXIT_AT_FIT": str(self.trials)}  # stop as the last trial starts
         cmd = [sys.executable, "-m", "benchmarks._first_epoch", "mspe_sweep.run",
                f"study={self._study_file(name)}", f"storage.url={storage}",
                "tracking=none" if self.s.smoke else "tracking=local"]
@@ -400,8 +403,9 @@ class StudyBench:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         trials = sorted(optuna.load_study(study_name=name, storage=storage).trials,
                         key=lambda t: t.number)
-        per_trial = (trials[2].datetime_start - trials[1].datetime_start).total_seconds()
-        return per_trial, first_epoch
+        starts = [t.datetime_start for t in trials[1:]]
+        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+        return gaps, first_epoch
 
     def _bare(self) -> float:
         self.bare.stdin.write("run\n")
@@ -420,13 +424,14 @@ class StudyBench:
 
     def measure(self, rnd: int) -> None:
         name = f"bench_{os.getpid()}_{rnd}"
+        samples = self.trials - 2
         if rnd % 2:
-            bare, imports = self._bare(), self._imports()
-            per_trial, first_epoch = self._study(name)
+            bare, imports = [self._bare() for _ in range(samples)], self._imports()
+            gaps, first_epoch = self._study(name)
         else:
-            per_trial, first_epoch = self._study(name)
-            imports, bare = self._imports(), self._bare()
-        self.rows["trial"].add(per_trial, bare)
+            gaps, first_epoch = self._study(name)
+            imports, bare = self._imports(), [self._bare() for _ in range(samples)]
+        self.rows["trial"].add(statistics.median(gaps), statistics.median(bare))
         self.rows["startup"].add(first_epoch, imports)
 
 

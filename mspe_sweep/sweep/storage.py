@@ -1,8 +1,7 @@
 """Optuna study storage: URL resolution, password masking, RDB storage with heartbeat.
 
 SQLite (default, ``sqlite:///$MSPE_HOME/optuna.db``) serves several worker processes on one
-machine: the file is switched to WAL journal mode (readers do not block the writer; the mode
-is persistent, so it is set once with ``sqlite3`` before SQLAlchemy opens the file) and every
+machine: the file is switched to WAL journal mode (``mspe_sweep/sqlite_files.py``) and every
 connection waits up to 60 s for a lock instead of failing with "database is locked".
 PostgreSQL serves many machines; ``postgresql://`` URLs use the psycopg 3 driver.
 ``grpc://host:port`` (``storage=grpc``) reaches PostgreSQL through Optuna's gRPC storage proxy
@@ -34,12 +33,12 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from sqlalchemy.engine import make_url
 
 from mspe_sweep.errors import UserError
+from mspe_sweep.sqlite_files import LOCK_TIMEOUT_S, use_wal
 from mspe_sweep.sweep.outage import tolerate_outages
 from mspe_sweep.text import first_line, mask_url, one_line
 
 VALID_SCHEMES = ("sqlite:///<path>", "postgresql://user:pw@host:port/db",
                  "postgresql+psycopg://...", "grpc://host:port (storage proxy)")
-_SQLITE_TIMEOUT_S = 60
 _SETUP_ATTEMPTS = 8
 _log = logging.getLogger(__name__)
 
@@ -77,18 +76,12 @@ def _normalize(url: str) -> tuple[str, str]:
 
 
 def _prepare_sqlite(url: str) -> dict:
-    database = make_url(url).database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        path = Path(database)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(path, timeout=_SQLITE_TIMEOUT_S) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.close()
-        except (OSError, sqlite3.Error) as exc:
-            reason = one_line(exc)
-            raise UserError(f"storage.url: cannot open {mask_url(url)!r}: {reason}") from exc
-    return {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
+    try:
+        use_wal(make_url(url).database or "")
+    except (OSError, sqlite3.Error) as exc:
+        reason = one_line(exc)
+        raise UserError(f"storage.url: cannot open {mask_url(url)!r}: {reason}") from exc
+    return {"connect_args": {"timeout": LOCK_TIMEOUT_S}}
 
 
 def _probe(url: str, engine_kwargs: dict) -> None:

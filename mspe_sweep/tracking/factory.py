@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 from mspe_sweep.errors import UserError
-from mspe_sweep.text import mask_url
+from mspe_sweep.sqlite_files import use_wal
+from mspe_sweep.text import mask_url, one_line
 from mspe_sweep.tracking.base import Tracker
 
 BACKENDS = ("none", "local", "server")
@@ -34,11 +36,15 @@ def build_tracker(backend: str, uri: str | None, mspe_home: Path, *,
     if backend == "none":
         return Tracker()
     if artifact_root is not None:  # the database's folder (SQLite) or MSPE_HOME
+        database = sqlite_database(tracking_uri)
         try:
             artifact_root.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            if database is not None:
+                use_wal(database)
+        except (OSError, sqlite3.Error) as exc:
             raise UserError(f"tracking.uri={mask_url(tracking_uri)!r}: cannot create "
-                            f"{artifact_root.parent}: {exc.strerror}") from None
+                            f"{database or artifact_root.parent}: "
+                            f"{getattr(exc, 'strerror', None) or one_line(exc)}") from None
     # MLflow is imported only for a real backend (it takes seconds).
     from mlflow.tracking import MlflowClient
 
@@ -82,10 +88,18 @@ def tracking_location(backend: str, uri: str | None, mspe_home: Path) -> tuple[s
                         f"database URI (valid: sqlite:///<path>, "
                         "postgresql+psycopg://..., mysql://..., "
                         "mssql://...; for a tracking server use tracking=server)")
-    if scheme != "sqlite":
+    database = sqlite_database(uri)
+    if database is None:
         return uri, mspe_home / "mlartifacts"
-    database = Path(uri.partition(":///")[2].partition("?")[0])
     if not database.name:
         raise UserError(f"tracking=local: tracking.uri={uri!r} names no database file "
                         "(valid: sqlite:///<path>/mlflow.db)")
     return uri, database.parent / "mlartifacts"
+
+
+def sqlite_database(uri: str) -> Path | None:
+    """The file of a ``sqlite:///<path>`` URI (``Path("")`` when it names none); None for
+    other schemes."""
+    if uri.partition("://")[0].partition("+")[0] != "sqlite":
+        return None
+    return Path(uri.partition(":///")[2].partition("?")[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,8 @@ def test_runs_land_in_the_given_sqlite_store_and_nowhere_else(tmp_path, mlflow_e
     assert len(runs) == 2  # the parent and the trial
     assert experiment.artifact_location.startswith((store.parent / "mlartifacts").as_uri())
     assert not (mspe_home / "mlflow.db").exists() and not (mspe_home / "mlartifacts").exists()
+    with sqlite3.connect(store) as conn:  # readers (the MLflow UI) never block a worker
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 @pytest.mark.postgres
