@@ -9,7 +9,7 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -51,18 +51,30 @@ def quiet_trial_logs() -> Iterator[None]:
 
 
 def counts(study: optuna.Study) -> dict[TrialState, int]:
+    """Trials per state."""
+    return _tally(study.get_trials(deepcopy=False))
+
+
+def _tally(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
     result = {state: 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         result[trial.state] += 1
     return result
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE trial, or None (Optuna raises when there is none)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def _best(trials: Sequence[FrozenTrial], study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial of ``trials`` (the first of equal values, as Optuna's
+    ``study.best_trial``), or None."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return None
-    return study.best_trial
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: t.value)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None (Optuna raises when there is none)."""
+    return _best(study.get_trials(deepcopy=False), study)
 
 
 def finite_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -74,15 +86,19 @@ def finite_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def budget_done(study: optuna.Study) -> int:
     """Finished trials: what the budget counts (COMPLETE + PRUNED)."""
-    c = counts(study)
+    return _done(counts(study))
+
+
+def _done(c: Mapping[TrialState, int]) -> int:
     return c[TrialState.COMPLETE] + c[TrialState.PRUNED]
 
 
 def budget_line(study: optuna.Study, n_trials: int) -> str:
     """``3/10 done (1 pruned, 0 failed), best 0.4123 (trial 2)``."""
-    c = counts(study)
-    done = budget_done(study)
-    best = best_trial(study)
+    trials = study.get_trials(deepcopy=False)  # once: this runs after every trial
+    c = _tally(trials)
+    done = _done(c)
+    best = _best(trials, study)
     best_text = f", best {best.value:.4f} (trial {best.number})" if best else ""
     return (f"{done}/{n_trials} done ({c[TrialState.PRUNED]} pruned, "
             f"{c[TrialState.FAIL]} failed){best_text}")
@@ -166,10 +182,11 @@ def summary(study: optuna.Study, metric: str, n_trials: int) -> str:
 
 def track_progress(tracker: Tracker, parent_run_id: str | None, study: optuna.Study) -> None:
     """Keep the study's best-so-far and trial counts on the tracking parent run."""
-    c = counts(study)
-    progress = {"finished": budget_done(study), "complete": c[TrialState.COMPLETE],
+    trials = study.get_trials(deepcopy=False)  # once: this runs after every trial
+    c = _tally(trials)
+    progress = {"finished": _done(c), "complete": c[TrialState.COMPLETE],
                 "pruned": c[TrialState.PRUNED], "failed": c[TrialState.FAIL]}
-    best = best_trial(study)
+    best = _best(trials, study)
     if best is not None:
         progress.update(value=best.value, trial=best.number, params=best.params)
     tracker.update_study(parent_run_id, progress)
