@@ -116,6 +116,7 @@ class Settings:
     pe_graphs: int  # graphs the vectorized PE engine encodes
     pe_loop_graphs: int  # graphs the per-graph loops encode (scaled up)
     trial_overrides: tuple[str, ...]  # the trial of the per-trial / start-up rows
+    study_trials: int  # trials of those rows' studies: trial 0 and the last are not timed
     model_overrides: tuple[str, ...] = ()
     smoke: bool = False
     scale: bool = False
@@ -139,13 +140,13 @@ SMOKE_MODEL = ("dataset=synthetic", "dataset.train_size=64", "model.num_layers=2
 def settings(args) -> Settings:
     if args.smoke:
         return Settings(rounds=1, batches=2, chunk=1, pe_graphs=40, pe_loop_graphs=8,
-                        trial_overrides=SMOKE_TRIAL, model_overrides=SMOKE_MODEL, smoke=True)
+                        trial_overrides=SMOKE_TRIAL, study_trials=3, model_overrides=SMOKE_MODEL, smoke=True)
     if args.quick:
         base = Settings(rounds=3, batches=16, chunk=4, pe_graphs=12_000, pe_loop_graphs=150,
-                        trial_overrides=QUICK_TRIAL)
+                        trial_overrides=QUICK_TRIAL, study_trials=4)
     else:
         base = Settings(rounds=5, batches=60, chunk=4, pe_graphs=12_000, pe_loop_graphs=1_000,
-                        trial_overrides=FULL_TRIAL, scale=not args.no_scale)
+                        trial_overrides=FULL_TRIAL, study_trials=6, scale=not args.no_scale)
     if args.rounds:
         base.rounds = args.rounds
     return base
@@ -332,24 +333,23 @@ class CacheBench:
 class StudyBench:
     """A study's per-trial cost and its start-up, each against its bare minimum.
 
-    Per round one ``python -m mspe_sweep.run`` of a fresh 6-trial study (a warm ``MSPE_HOME``:
-    its storage and MLflow databases exist, data and PE are cached) gives the median time
-    from one trial's start to the next's over trials 1 to 5 (everything a trial costs,
-    between-trial work included; trial 0 is left out, it pays the process's first-time costs;
+    Per round one ``python -m mspe_sweep.run`` of a fresh study of ``study_trials`` trials (a
+    warm ``MSPE_HOME``: its storage and MLflow databases exist, data and PE are cached) gives
+    the median time from one trial's start to the next's from trial 1 on (everything a trial
+    costs, between-trial work included; trial 0 is left out, it pays the process's first-time costs;
     the process is stopped as the last trial starts training) and the time from process start
     to its first epoch. Peers: the median of as many bare ``train_from_config`` runs of the
     same overrides in a process of its own (``benchmarks._bare``, also warm: it has run once
-    before), and a process that only imports torch and torch_geometric. Four samples a side
-    per round: one sample was at the mercy of a busy neighbour.
+    before), and a process that only imports torch and torch_geometric. Several samples a
+    side per round (full: 4, quick: 2, smoke: 1): one sample is at the mercy of a busy
+    neighbour.
     """
-
-    TRIALS = 6  # --smoke: 3 (one gap)
 
     def __init__(self, s: Settings) -> None:
         from mspe_sweep.config import mspe_home
 
         self.s = s
-        self.trials = 3 if s.smoke else self.TRIALS
+        self.trials = s.study_trials
         self.home = mspe_home() / "bench" / "study"
         self.data = mspe_home() / "data"
         self.overrides = (*s.trial_overrides, f"dataset.root={self.data}",

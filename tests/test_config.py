@@ -91,7 +91,9 @@ COMPOSITIONS = [
     ["pe=rwse", "pe.rwse.steps=24", "training.epochs=3", "model=gine"],
     ["training.epochs=3", "~training.scheduler", "pe=heat", "+training.note=a b"],
     ["dataset=synthetic", "training.optimizer={lr: 0.5}", "training.optimizer.lr=2e-3"],
-    # a value before a deletion or a force-add of its own key: Hydra's order decides
+    ["training.optimizer.lr=2e-3", "pe=lap", "training.optimizer={lr: 0.5}"],
+    ["+training.note=a", "training.epochs=2", "~training.note", "pe=heat"],
+    # a value before a deletion, a force-add or a dict of its own key: Hydra's order decides
     ["training.scheduler.warmup_epochs=2", "~training.scheduler"],
     ["training.epochs=3", "++training.epochs=4"],
     ["training.epochs=abc"],  # composes: the schema rejects it afterwards

@@ -63,8 +63,8 @@ def _tally(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
 
 
 def _best(trials: Sequence[FrozenTrial], study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE trial of ``trials`` (the first of equal values, as Optuna's
-    ``study.best_trial``), or None."""
+    """The best COMPLETE trial of ``trials`` (of equal values the first by number; Optuna's
+    ``study.best_trial`` leaves that order to the database), or None."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return None

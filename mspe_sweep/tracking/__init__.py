@@ -33,12 +33,10 @@ the command) until ``finish_study`` sets FINISHED (or KILLED). With several work
 only the driver should call ``finish_study``, after all workers ended.
 
 **Concurrent start.** Workers normally pass the parent id the driver stored. Two processes
-that find no parent at once each create one, re-list, keep the oldest (by the start time its
-client stamped) and delete their own. A process that finds its own run the oldest looks again
-after ``PARENT_SETTLE_S`` (0.5 s), for a rival stamped earlier whose create was still in flight;
-a duplicate survives only if that create takes longer still (it is then a second, harmless
-parent run of the same study). Both log the study's params; the one whose insert collides
-re-reads them and logs what is still missing.
+that find no parent at once each create one, re-list, keep the oldest and delete their own.
+A duplicate survives only if a process lists before the other's run (with an earlier client
+clock) is visible; it is then a second, harmless parent run of the same study. Both log the
+study's params; the one whose insert collides re-reads them and logs what is still missing.
 
 **Tracking outages** never fail a trial or the study (see ``guard.py``): MLflow's HTTP retries
 and timeouts are lowered unless set by the user (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=2``,

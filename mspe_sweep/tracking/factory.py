@@ -6,6 +6,9 @@ import re
 import sqlite3
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from mspe_sweep.errors import UserError
 from mspe_sweep.sqlite_files import use_wal
 from mspe_sweep.text import mask_url, one_line
@@ -98,8 +101,16 @@ def tracking_location(backend: str, uri: str | None, mspe_home: Path) -> tuple[s
 
 
 def sqlite_database(uri: str) -> Path | None:
-    """The file of a ``sqlite:///<path>`` URI (``Path("")`` when it names none); None for
-    other schemes."""
+    """The file of a ``sqlite:///<path>`` URI as SQLAlchemy (so MLflow) reads it
+    (``Path("")`` when it names none); None for other schemes.
+
+    Raises:
+        UserError: A URI SQLAlchemy cannot parse.
+    """
     if uri.partition("://")[0].partition("+")[0] != "sqlite":
         return None
-    return Path(uri.partition(":///")[2].partition("?")[0])
+    try:
+        return Path(make_url(uri).database or "")
+    except ArgumentError:
+        raise UserError(f"tracking.uri={mask_url(uri)!r}: not a database URI (valid: "
+                        "sqlite:///<path>/mlflow.db)") from None

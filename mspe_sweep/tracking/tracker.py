@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import shlex
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,14 +15,13 @@ from mlflow.tracking import MlflowClient
 
 from mspe_sweep.tracking import names
 from mspe_sweep.tracking.base import DataRecord, Tracker
-from mspe_sweep.tracking.guard import Guard, is_outage
+from mspe_sweep.tracking.guard import Guard
 from mspe_sweep.tracking.trial import MlflowTrialRun
 
 log = logging.getLogger("mspe_sweep.tracking")
 
 KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 PARENT_FILTER = "tags.`mspe.role` = 'parent'"
-PARENT_SETTLE_S = 0.5  # after creating a parent run, how long until looking for rivals again
 
 
 class MlflowTracker(Tracker):
@@ -85,10 +83,11 @@ class MlflowTracker(Tracker):
         try:
             run = self._log_new_params(parent, new)
         except MlflowException as exc:
-            if is_outage(exc):
+            if exc.error_code not in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"):
                 raise
             # Workers opening the study at once log the same params: the slower one's insert
-            # hits the rows the faster one just wrote. Once more, with what is there now.
+            # hits the rows the faster one just wrote (BAD_REQUEST: UNIQUE constraint failed;
+            # INVALID_PARAMETER_VALUE: it wrote another value). Once more, with what is there.
             run = self._log_new_params(parent, new)
         clash = sorted(k for k, v in new.items() if run.data.params.get(k, v) != v)
         if clash:
@@ -157,13 +156,8 @@ class MlflowTracker(Tracker):
             if within[1]:
                 tags["mlflow.parentRunId"] = within[1]
         mine = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-        # Race guard: workers that started at once each created a parent; all keep the oldest
-        # (by the start time each client stamped). One whose create was still in flight at our
-        # first look, with an earlier stamp, shows up at the second.
+        # Race guard: workers that started at once each created a parent; all keep the oldest.
         winner = self._parents(experiment_id, name)[0]
-        if winner == mine:
-            time.sleep(PARENT_SETTLE_S)
-            winner = self._parents(experiment_id, name)[0]
         if winner != mine:
             self.client.delete_run(mine)
         return winner
