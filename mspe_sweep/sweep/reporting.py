@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import logging
+import math
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mspe_sweep.sweep.records import TrialRecord
 from mspe_sweep.tracking import Tracker
-
 
 # Loggers whose per-trial lines (data, PE cache, model) only repeat the start-up lines.
 TRIAL_LOGGERS = ("mspe_sweep.pipeline", "mspe_sweep.training", "mspe_sweep.dataset")
@@ -62,14 +61,16 @@ def _tally(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
     return result
 
 
-def _best(trials: Sequence[FrozenTrial], study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE trial of ``trials`` (of equal values the first by number; Optuna's
-    ``study.best_trial`` leaves that order to the database), or None."""
+def _ranked(trials: Iterable[FrozenTrial], study: optuna.Study) -> list[FrozenTrial]:
+    """The COMPLETE ones of ``trials``, best first (of equal values the first by number;
+    Optuna's ``study.best_trial`` leaves that order to the database)."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        return None
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return pick(complete, key=lambda t: t.value)
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: t.value, reverse=reverse)
+
+
+def _best(trials: Iterable[FrozenTrial], study: optuna.Study) -> FrozenTrial | None:
+    return next(iter(_ranked(trials, study)), None)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -106,9 +107,7 @@ def budget_line(study: optuna.Study, n_trials: int) -> str:
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
     """COMPLETE trials, best first."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: t.value, reverse=reverse)
+    return _ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study)
 
 
 def format_value(value) -> str:
